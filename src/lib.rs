@@ -1,0 +1,2 @@
+//! troupe: supervised, secure-by-default actors.
+pub use actor_core as core;
