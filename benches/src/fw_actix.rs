@@ -1,0 +1,127 @@
+//! actix 0.13: actors live on an actix `System` (a current-thread runtime; actix cannot run
+//! an actor on a multi-thread tokio runtime). Agents and senders all run on the System's
+//! one Arbiter thread, as in peers.md's "actix (one thread)" row. Casts use `do_send`
+//! (actix's usual fire-and-forget, bypassing the default 16-slot mailbox capacity), calls
+//! use `send(..).await`.
+
+use crate::common::*;
+use actix::prelude::*;
+
+#[derive(Default)]
+struct Counter {
+    count: u64,
+}
+
+impl Actor for Counter {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Add(u64);
+
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct Get;
+
+impl Handler<Add> for Counter {
+    type Result = ();
+    fn handle(&mut self, msg: Add, _: &mut Context<Self>) {
+        self.count += msg.0;
+    }
+}
+
+impl Handler<Get> for Counter {
+    type Result = u64;
+    fn handle(&mut self, _: Get, _: &mut Context<Self>) -> u64 {
+        self.count
+    }
+}
+
+/// Runs `fut` as a task spawned on the System's Arbiter and returns its output.
+fn on_system<F, Fut>(f: F) -> Outcome
+where
+    F: FnOnce() -> Fut + 'static,
+    Fut: std::future::Future<Output = Outcome> + 'static,
+{
+    let sys = System::new();
+    let out = sys.block_on(async move { actix_rt::spawn(f()).await.expect("bench task") });
+    std::mem::forget(sys);
+    out
+}
+
+pub fn run(workload: &str, p: Params) -> Outcome {
+    match workload {
+        "tell" => on_system(move || async move {
+            let warm = Counter::default().start();
+            for _ in 0..p.tell / 10 {
+                warm.do_send(Add(1));
+            }
+            assert_eq!(warm.send(Get).await.unwrap(), p.tell / 10);
+            let c = Counter::default().start();
+            let t = now();
+            for _ in 0..p.tell {
+                c.do_send(Add(1));
+            }
+            let total = c.send(Get).await.unwrap();
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_mps", mps(p.tell, d))])
+        }),
+        "ask" => on_system(move || async move {
+            let c = Counter::default().start();
+            for _ in 0..p.ask / 10 {
+                std::hint::black_box(c.send(Get).await.unwrap());
+            }
+            let t = now();
+            for _ in 0..p.ask {
+                std::hint::black_box(c.send(Get).await.unwrap());
+            }
+            Outcome::Metrics(vec![("ask_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "fanin" => on_system(move || async move {
+            let c = Counter::default().start();
+            let t = now();
+            let senders: Vec<_> = (0..p.fanin_senders)
+                .map(|_| {
+                    let c = c.clone();
+                    actix_rt::spawn(async move {
+                        for _ in 0..p.fanin_per {
+                            c.do_send(Add(1));
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                s.await.expect("sender");
+            }
+            let total = c.send(Get).await.unwrap();
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_mps", mps(n, d))])
+        }),
+        "spawn" => on_system(move || async move {
+            let mut refs = Vec::with_capacity(p.spawn as usize);
+            settle().await;
+            let rss_before = vm_rss_bytes();
+            let t = now();
+            for _ in 0..p.spawn {
+                refs.push(Counter::default().start());
+            }
+            let spawn = t.elapsed();
+            settle().await;
+            let rss_after = vm_rss_bytes();
+            let t = now();
+            for r in &refs {
+                std::hint::black_box(r.send(Get).await.unwrap());
+            }
+            let call_each = t.elapsed();
+            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            std::mem::forget(refs);
+            out
+        }),
+        "restart" => Outcome::NotApplicable("n/a (panic kills the actor)"),
+        _ => unreachable!(),
+    }
+}

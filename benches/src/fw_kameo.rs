@@ -1,0 +1,174 @@
+//! kameo 0.22 (default features, default bounded mailbox of 64). Restart uses kameo's own
+//! supervision (`Spawn::supervise`), which keeps the child's ref and mailbox.
+
+use crate::common::*;
+use kameo::actor::{Actor, ActorRef, Spawn};
+use kameo::error::{Infallible, SendError};
+use kameo::message::{Context, Message};
+use kameo::supervision::SupervisionStrategy;
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct Counter {
+    count: u64,
+}
+
+impl Actor for Counter {
+    type Args = Self;
+    type Error = Infallible;
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+struct Add(u64);
+struct Get;
+struct Poison;
+
+impl Message<Add> for Counter {
+    type Reply = ();
+    async fn handle(&mut self, msg: Add, _: &mut Context<Self, ()>) {
+        self.count += msg.0;
+    }
+}
+
+impl Message<Get> for Counter {
+    type Reply = u64;
+    async fn handle(&mut self, _: Get, _: &mut Context<Self, u64>) -> u64 {
+        self.count
+    }
+}
+
+impl Message<Poison> for Counter {
+    type Reply = ();
+    async fn handle(&mut self, _: Poison, _: &mut Context<Self, ()>) {
+        panic!("poison");
+    }
+}
+
+struct Sup;
+
+impl Actor for Sup {
+    type Args = Self;
+    type Error = Infallible;
+    fn supervision_strategy() -> SupervisionStrategy {
+        SupervisionStrategy::OneForOne
+    }
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+fn spawn_counter() -> ActorRef<Counter> {
+    Counter::spawn(Counter::default())
+}
+
+pub fn run(workload: &str, p: Params) -> Outcome {
+    match workload {
+        "tell" => on_runtime(move || async move {
+            let warm = spawn_counter();
+            for _ in 0..p.tell / 10 {
+                warm.tell(Add(1)).await.expect("tell");
+            }
+            assert_eq!(warm.ask(Get).await.expect("ask"), p.tell / 10);
+            let c = spawn_counter();
+            let t = now();
+            for _ in 0..p.tell {
+                c.tell(Add(1)).await.expect("tell");
+            }
+            let total = c.ask(Get).await.expect("ask");
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_mps", mps(p.tell, d))])
+        }),
+        "ask" => on_runtime(move || async move {
+            let c = spawn_counter();
+            for _ in 0..p.ask / 10 {
+                std::hint::black_box(c.ask(Get).await.expect("ask"));
+            }
+            let t = now();
+            for _ in 0..p.ask {
+                std::hint::black_box(c.ask(Get).await.expect("ask"));
+            }
+            Outcome::Metrics(vec![("ask_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "fanin" => on_runtime(move || async move {
+            let c = spawn_counter();
+            let t = now();
+            let senders: Vec<_> = (0..p.fanin_senders)
+                .map(|_| {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..p.fanin_per {
+                            c.tell(Add(1)).await.expect("tell");
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                s.await.expect("sender");
+            }
+            let total = c.ask(Get).await.expect("ask");
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_mps", mps(n, d))])
+        }),
+        "spawn" => on_runtime(move || async move {
+            let mut refs = Vec::with_capacity(p.spawn as usize);
+            settle().await;
+            let rss_before = vm_rss_bytes();
+            let t = now();
+            for _ in 0..p.spawn {
+                refs.push(spawn_counter());
+            }
+            let spawn = t.elapsed();
+            settle().await;
+            let rss_after = vm_rss_bytes();
+            let t = now();
+            for r in &refs {
+                std::hint::black_box(r.ask(Get).await.expect("ask"));
+            }
+            let call_each = t.elapsed();
+            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            std::mem::forget(refs);
+            out
+        }),
+        "restart" => on_runtime(move || async move {
+            quiet_panics();
+            let sup = Sup::spawn(Sup);
+            let w = Counter::supervise(&sup, Counter::default())
+                .restart_limit(1_000_000, Duration::from_secs(1))
+                .spawn()
+                .await;
+            let mut total = Duration::ZERO;
+            for i in 0..RESTART_WARMUP + p.restart {
+                let t = now();
+                w.tell(Poison).await.expect("tell poison");
+                // kameo bounces asks that reach the child while it restarts
+                // (`ActorRestarting`, documented as safe to retry) or drops their reply
+                // (`ActorStopped`); retry until the new incarnation answers.
+                let mut tries = 0u32;
+                let v = loop {
+                    tries += 1;
+                    assert!(tries < 1_000_000, "kameo child never came back");
+                    match w.ask(Get).await {
+                        Ok(v) => break v,
+                        Err(
+                            SendError::ActorRestarting(_)
+                            | SendError::ActorStopped
+                            | SendError::ActorNotRunning(_),
+                        ) => tokio::task::yield_now().await,
+                        Err(e) => panic!("ask after restart: {e:?}"),
+                    }
+                };
+                assert_eq!(v, 0);
+                if i >= RESTART_WARMUP {
+                    total += t.elapsed();
+                }
+            }
+            restart_outcome(p.restart, total)
+        }),
+        _ => unreachable!(),
+    }
+}

@@ -1,0 +1,208 @@
+//! ractor 0.16 (default features, unbounded mailbox). Restart is manual, as ractor has no
+//! restarting supervisor: a supervisor actor is linked to the worker, and on
+//! `SupervisionEvent::ActorFailed` it spawns a new linked worker; callers fetch the new ref.
+
+use crate::common::*;
+use ractor::{call, Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+struct Counter;
+
+enum Msg {
+    Add(u64),
+    Get(RpcReplyPort<u64>),
+    Poison,
+}
+
+impl Actor for Counter {
+    type Msg = Msg;
+    type State = u64;
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Msg>, _: ()) -> Result<u64, ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Msg>,
+        msg: Msg,
+        count: &mut u64,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            Msg::Add(n) => *count += n,
+            Msg::Get(reply) => {
+                let _ = reply.send(*count);
+            }
+            Msg::Poison => panic!("poison"),
+        }
+        Ok(())
+    }
+}
+
+async fn spawn_counter() -> ActorRef<Msg> {
+    Actor::spawn(None, Counter, ()).await.expect("spawn").0
+}
+
+async fn get(c: &ActorRef<Msg>) -> u64 {
+    call!(c, Msg::Get).expect("call")
+}
+
+/// Manual supervisor: respawns the worker when it fails.
+struct Sup;
+
+enum SupMsg {
+    /// Reply with the current (generation, worker).
+    Current(RpcReplyPort<(u64, ActorRef<Msg>)>),
+    /// Reply with (generation, worker) once the generation exceeds the given one.
+    ChildAfter(u64, RpcReplyPort<(u64, ActorRef<Msg>)>),
+}
+
+struct SupState {
+    gen: u64,
+    child: ActorRef<Msg>,
+    waiting: Option<(u64, RpcReplyPort<(u64, ActorRef<Msg>)>)>,
+}
+
+impl Actor for Sup {
+    type Msg = SupMsg;
+    type State = SupState;
+    type Arguments = ();
+
+    async fn pre_start(&self, me: ActorRef<SupMsg>, _: ()) -> Result<SupState, ActorProcessingErr> {
+        let (child, _) = Actor::spawn_linked(None, Counter, (), me.get_cell()).await?;
+        Ok(SupState { gen: 0, child, waiting: None })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<SupMsg>,
+        msg: SupMsg,
+        st: &mut SupState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupMsg::Current(reply) => {
+                let _ = reply.send((st.gen, st.child.clone()));
+            }
+            SupMsg::ChildAfter(g, reply) => {
+                if st.gen > g {
+                    let _ = reply.send((st.gen, st.child.clone()));
+                } else {
+                    st.waiting = Some((g, reply));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<SupMsg>,
+        ev: SupervisionEvent,
+        st: &mut SupState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(..) = ev {
+            let (child, _) = Actor::spawn_linked(None, Counter, (), me.get_cell()).await?;
+            st.child = child;
+            st.gen += 1;
+            if let Some((g, reply)) = st.waiting.take() {
+                if st.gen > g {
+                    let _ = reply.send((st.gen, st.child.clone()));
+                } else {
+                    st.waiting = Some((g, reply));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn run(workload: &str, p: Params) -> Outcome {
+    match workload {
+        "tell" => on_runtime(move || async move {
+            let warm = spawn_counter().await;
+            for _ in 0..p.tell / 10 {
+                warm.cast(Msg::Add(1)).expect("cast");
+            }
+            assert_eq!(get(&warm).await, p.tell / 10);
+            let c = spawn_counter().await;
+            let t = now();
+            for _ in 0..p.tell {
+                c.cast(Msg::Add(1)).expect("cast");
+            }
+            let total = get(&c).await;
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_mps", mps(p.tell, d))])
+        }),
+        "ask" => on_runtime(move || async move {
+            let c = spawn_counter().await;
+            for _ in 0..p.ask / 10 {
+                std::hint::black_box(get(&c).await);
+            }
+            let t = now();
+            for _ in 0..p.ask {
+                std::hint::black_box(get(&c).await);
+            }
+            Outcome::Metrics(vec![("ask_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "fanin" => on_runtime(move || async move {
+            let c = spawn_counter().await;
+            let t = now();
+            let senders: Vec<_> = (0..p.fanin_senders)
+                .map(|_| {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..p.fanin_per {
+                            c.cast(Msg::Add(1)).expect("cast");
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                s.await.expect("sender");
+            }
+            let total = get(&c).await;
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_mps", mps(n, d))])
+        }),
+        "spawn" => on_runtime(move || async move {
+            let mut refs = Vec::with_capacity(p.spawn as usize);
+            settle().await;
+            let rss_before = vm_rss_bytes();
+            let t = now();
+            for _ in 0..p.spawn {
+                refs.push(spawn_counter().await);
+            }
+            let spawn = t.elapsed();
+            settle().await;
+            let rss_after = vm_rss_bytes();
+            let t = now();
+            for r in &refs {
+                std::hint::black_box(get(r).await);
+            }
+            let call_each = t.elapsed();
+            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            std::mem::forget(refs);
+            out
+        }),
+        "restart" => on_runtime(move || async move {
+            quiet_panics();
+            let (sup, _) = Actor::spawn(None, Sup, ()).await.expect("spawn sup");
+            let (mut gen, mut w) = call!(sup, SupMsg::Current).expect("current");
+            let mut total = std::time::Duration::ZERO;
+            for i in 0..RESTART_WARMUP + p.restart {
+                let t = now();
+                w.cast(Msg::Poison).expect("cast poison");
+                (gen, w) = call!(sup, SupMsg::ChildAfter, gen).expect("child after");
+                assert_eq!(get(&w).await, 0);
+                if i >= RESTART_WARMUP {
+                    total += t.elapsed();
+                }
+            }
+            restart_outcome(p.restart, total)
+        }),
+        _ => unreachable!(),
+    }
+}

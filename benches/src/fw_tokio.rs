@@ -1,0 +1,114 @@
+//! Baseline: a tokio task owning the state, an unbounded mpsc mailbox, oneshot replies.
+
+use crate::common::*;
+use tokio::sync::{mpsc, oneshot};
+
+enum Msg {
+    Add(u64),
+    Get(oneshot::Sender<u64>),
+}
+
+#[derive(Clone)]
+struct Counter(mpsc::UnboundedSender<Msg>);
+
+impl Counter {
+    fn spawn() -> Counter {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut count = 0u64;
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    Msg::Add(n) => count += n,
+                    Msg::Get(reply) => {
+                        let _ = reply.send(count);
+                    }
+                }
+            }
+        });
+        Counter(tx)
+    }
+    fn add(&self, n: u64) {
+        self.0.send(Msg::Add(n)).expect("agent alive");
+    }
+    async fn get(&self) -> u64 {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(Msg::Get(tx)).expect("agent alive");
+        rx.await.expect("reply")
+    }
+}
+
+pub fn run(workload: &str, p: Params) -> Outcome {
+    match workload {
+        "tell" => on_runtime(move || async move {
+            let warm = Counter::spawn();
+            for _ in 0..p.tell / 10 {
+                warm.add(1);
+            }
+            assert_eq!(warm.get().await, p.tell / 10);
+            let c = Counter::spawn();
+            let t = now();
+            for _ in 0..p.tell {
+                c.add(1);
+            }
+            let total = c.get().await;
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_mps", mps(p.tell, d))])
+        }),
+        "ask" => on_runtime(move || async move {
+            let c = Counter::spawn();
+            for _ in 0..p.ask / 10 {
+                std::hint::black_box(c.get().await);
+            }
+            let t = now();
+            for _ in 0..p.ask {
+                std::hint::black_box(c.get().await);
+            }
+            Outcome::Metrics(vec![("ask_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "fanin" => on_runtime(move || async move {
+            let c = Counter::spawn();
+            let t = now();
+            let senders: Vec<_> = (0..p.fanin_senders)
+                .map(|_| {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..p.fanin_per {
+                            c.add(1);
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                s.await.expect("sender");
+            }
+            let total = c.get().await;
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_mps", mps(n, d))])
+        }),
+        "spawn" => on_runtime(move || async move {
+            let mut refs = Vec::with_capacity(p.spawn as usize);
+            settle().await;
+            let rss_before = vm_rss_bytes();
+            let t = now();
+            for _ in 0..p.spawn {
+                refs.push(Counter::spawn());
+            }
+            let spawn = t.elapsed();
+            settle().await;
+            let rss_after = vm_rss_bytes();
+            let t = now();
+            for r in &refs {
+                std::hint::black_box(r.get().await);
+            }
+            let call_each = t.elapsed();
+            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            std::mem::forget(refs);
+            out
+        }),
+        "restart" => Outcome::NotApplicable("-"),
+        _ => unreachable!(),
+    }
+}

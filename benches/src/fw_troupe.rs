@@ -1,0 +1,152 @@
+//! troupe, through its public API (`troupe::prelude`), default mailbox.
+
+use crate::common::*;
+use troupe::prelude::*;
+
+#[agent]
+#[derive(Default)]
+pub struct Counter {
+    count: u64,
+}
+
+#[agent]
+impl Counter {
+    #[handle]
+    fn add(&mut self, n: u64) {
+        self.count += n;
+    }
+    #[handle]
+    fn get(&self) -> u64 {
+        self.count
+    }
+}
+
+#[cfg(feature = "troupe-supervision")]
+mod sup {
+    use super::*;
+
+    #[agent]
+    #[derive(Default)]
+    pub struct Worker {
+        n: u64,
+    }
+
+    #[agent]
+    impl Worker {
+        #[handle]
+        fn poison(&mut self) {
+            panic!("poison");
+        }
+        #[handle]
+        fn get(&self) -> u64 {
+            self.n
+        }
+    }
+
+    pub async fn restart(p: Params) -> Outcome {
+        use std::time::Duration;
+        quiet_panics();
+        let system = System::new();
+        let sup: SupervisorRef = Supervisor::new(Strategy::OneForOne)
+            .max_restarts(1_000_000, Duration::from_secs(1))
+            .child(ChildSpec::new("worker", Worker::default))
+            .spawn(&system);
+        let w: ActorRef<Worker> = sup.child::<Worker>("worker").expect("child worker");
+        let mut total = Duration::ZERO;
+        for i in 0..RESTART_WARMUP + p.restart {
+            let t = now();
+            w.poison().cast().await.expect("cast poison");
+            assert_eq!(w.get().await.expect("call after restart"), 0);
+            if i >= RESTART_WARMUP {
+                total += t.elapsed();
+            }
+        }
+        let out = restart_outcome(p.restart, total);
+        system.shutdown().await;
+        out
+    }
+}
+
+pub fn run(workload: &str, p: Params) -> Outcome {
+    match workload {
+        "tell" => on_runtime(move || async move {
+            let system = System::new();
+            let warm: ActorRef<Counter> = system.spawn(Counter::default());
+            for _ in 0..p.tell / 10 {
+                warm.add(1).cast().await.expect("cast");
+            }
+            assert_eq!(warm.get().await.expect("call"), p.tell / 10);
+            let c: ActorRef<Counter> = system.spawn(Counter::default());
+            let t = now();
+            for _ in 0..p.tell {
+                c.add(1).cast().await.expect("cast");
+            }
+            let total = c.get().await.expect("call");
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_mps", mps(p.tell, d))])
+        }),
+        "ask" => on_runtime(move || async move {
+            let system = System::new();
+            let c: ActorRef<Counter> = system.spawn(Counter::default());
+            for _ in 0..p.ask / 10 {
+                std::hint::black_box(c.get().await.expect("call"));
+            }
+            let t = now();
+            for _ in 0..p.ask {
+                std::hint::black_box(c.get().await.expect("call"));
+            }
+            Outcome::Metrics(vec![("ask_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "fanin" => on_runtime(move || async move {
+            let system = System::new();
+            let c: ActorRef<Counter> = system.spawn(Counter::default());
+            let t = now();
+            let senders: Vec<_> = (0..p.fanin_senders)
+                .map(|_| {
+                    let c = c.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..p.fanin_per {
+                            c.add(1).cast().await.expect("cast");
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                s.await.expect("sender");
+            }
+            let total = c.get().await.expect("call");
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_mps", mps(n, d))])
+        }),
+        "spawn" => on_runtime(move || async move {
+            let system = System::new();
+            let mut refs: Vec<ActorRef<Counter>> = Vec::with_capacity(p.spawn as usize);
+            settle().await;
+            let rss_before = vm_rss_bytes();
+            let t = now();
+            for _ in 0..p.spawn {
+                refs.push(system.spawn(Counter::default()));
+            }
+            let spawn = t.elapsed();
+            settle().await;
+            let rss_after = vm_rss_bytes();
+            let t = now();
+            for r in &refs {
+                std::hint::black_box(r.get().await.expect("call"));
+            }
+            let call_each = t.elapsed();
+            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            std::mem::forget(refs);
+            std::mem::forget(system);
+            out
+        }),
+        #[cfg(feature = "troupe-supervision")]
+        "restart" => on_runtime(move || sup::restart(p)),
+        #[cfg(not(feature = "troupe-supervision"))]
+        "restart" => Outcome::NotApplicable("pending"),
+        _ => unreachable!(),
+    }
+}
