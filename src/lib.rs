@@ -1,2 +1,74 @@
-//! troupe: supervised, secure-by-default actors.
-pub use actor_core as core;
+//! troupe: supervised, secure-by-default actors for Rust, in the Erlang/Elixir tradition.
+//!
+//! Agents are plain structs. `#[agent]` on the struct (optional, for options) and on its
+//! `impl` block, `#[handle]` on methods, and every handler becomes a typed method of the
+//! agent's reference:
+//!
+//! ```
+//! use std::time::Duration;
+//! use troupe::prelude::*;
+//!
+//! #[agent(mailbox = 64)]
+//! #[derive(Default)]
+//! pub struct Counter {
+//!     count: u64,
+//! }
+//!
+//! #[agent]
+//! impl Counter {
+//!     #[handle]
+//!     fn add(&mut self, n: u64) {
+//!         self.count += n;
+//!     }
+//!
+//!     #[handle]
+//!     fn get(&self) -> u64 {
+//!         self.count
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> troupe::Result<()> {
+//!     let system = System::new();
+//!     let counter: ActorRef<Counter> = system.spawn(Counter::default());
+//!     counter.add(2).cast().await?; // cast: enqueue and go on
+//!     counter.add(3).await?; // call: wait until handled
+//!     assert_eq!(counter.get().await?, 5);
+//!     let n = counter.get().timeout(Duration::from_millis(50)).await?;
+//!     assert_eq!(n, 5);
+//!     system.shutdown().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The guide (`book/`) walks through agents, supervision and secure channels; the
+//! crates behind this facade are `actor-core` (the runtime), `actor-macros`,
+//! `actor-secure` (identities and secure channels) and `actor-abac` (access control).
+
+#[doc(inline)]
+pub use actor_core::{
+    ActorId, ActorRef, Agent, CallError, CallFuture, Context, Error, Options, RegistryError, Request, Result,
+    SendError, StopReason, System, TimerHandle, DEFAULT_MAILBOX,
+};
+#[doc(inline)]
+pub use actor_macros::{agent, handle, on_start, on_stop};
+
+/// Access control: attributes and policies (see the `actor-abac` crate).
+pub use actor_abac as abac;
+/// Identities and secure channels (see the `actor-secure` crate).
+pub use actor_secure as secure;
+
+/// Everything an agent author needs: `use troupe::prelude::*;`.
+pub mod prelude {
+    pub use actor_core::{
+        ActorId, ActorRef, Agent, CallError, Context, RegistryError, SendError, StopReason, System,
+        TimerHandle,
+    };
+    pub use actor_macros::{agent, handle, on_start, on_stop};
+}
+
+/// Used by the code `#[agent]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use actor_core::__private::*;
+}

@@ -1,1 +1,35 @@
-//! The troupe runtime.
+//! The troupe runtime: agents, mailboxes, references, contexts, timers and the registry.
+//!
+//! Most users depend on the `troupe` facade and write `use troupe::prelude::*;`; this
+//! crate holds the machinery the `#[agent]` macro generates code against. It never
+//! depends on cryptography or networking: remote references plug in from `actor-secure`.
+
+mod actor_ref;
+mod agent;
+mod cell;
+mod context;
+mod error;
+mod mailbox;
+mod registry;
+mod request;
+mod system;
+mod timer;
+
+pub use actor_ref::{ActorId, ActorRef};
+pub use agent::{Agent, Options, StopReason, DEFAULT_MAILBOX};
+pub use context::Context;
+pub use error::{CallError, Error, RegistryError, Result, SendError};
+pub use request::{CallFuture, Request};
+pub use system::System;
+pub use timer::TimerHandle;
+
+#[doc(hidden)]
+pub use actor_ref::{AgentClient, RawRef};
+
+/// Items used by the code `#[agent]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::actor_ref::{AgentClient, RawRef};
+    pub use crate::agent::{AgentOptions, OptionsProbe, ViaDefaultOptions, ViaStructOptions};
+    pub use serde;
+}

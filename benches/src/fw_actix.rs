@@ -117,7 +117,14 @@ pub fn run(workload: &str, p: Params) -> Outcome {
                 std::hint::black_box(r.send(Get).await.unwrap());
             }
             let call_each = t.elapsed();
-            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            let out = SpawnSample {
+                n: p.spawn,
+                spawn,
+                call_each,
+                rss_before,
+                rss_after,
+            }
+            .outcome();
             std::mem::forget(refs);
             out
         }),

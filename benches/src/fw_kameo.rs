@@ -130,7 +130,14 @@ pub fn run(workload: &str, p: Params) -> Outcome {
                 std::hint::black_box(r.ask(Get).await.expect("ask"));
             }
             let call_each = t.elapsed();
-            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            let out = SpawnSample {
+                n: p.spawn,
+                spawn,
+                call_each,
+                rss_before,
+                rss_after,
+            }
+            .outcome();
             std::mem::forget(refs);
             out
         }),

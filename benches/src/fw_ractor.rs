@@ -22,12 +22,7 @@ impl Actor for Counter {
         Ok(0)
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<Msg>,
-        msg: Msg,
-        count: &mut u64,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _: ActorRef<Msg>, msg: Msg, count: &mut u64) -> Result<(), ActorProcessingErr> {
         match msg {
             Msg::Add(n) => *count += n,
             Msg::Get(reply) => {
@@ -70,7 +65,11 @@ impl Actor for Sup {
 
     async fn pre_start(&self, me: ActorRef<SupMsg>, _: ()) -> Result<SupState, ActorProcessingErr> {
         let (child, _) = Actor::spawn_linked(None, Counter, (), me.get_cell()).await?;
-        Ok(SupState { gen: 0, child, waiting: None })
+        Ok(SupState {
+            gen: 0,
+            child,
+            waiting: None,
+        })
     }
 
     async fn handle(
@@ -183,7 +182,14 @@ pub fn run(workload: &str, p: Params) -> Outcome {
                 std::hint::black_box(get(r).await);
             }
             let call_each = t.elapsed();
-            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            let out = SpawnSample {
+                n: p.spawn,
+                spawn,
+                call_each,
+                rss_before,
+                rss_after,
+            }
+            .outcome();
             std::mem::forget(refs);
             out
         }),

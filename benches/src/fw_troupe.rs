@@ -138,7 +138,14 @@ pub fn run(workload: &str, p: Params) -> Outcome {
                 std::hint::black_box(r.get().await.expect("call"));
             }
             let call_each = t.elapsed();
-            let out = SpawnSample { n: p.spawn, spawn, call_each, rss_before, rss_after }.outcome();
+            let out = SpawnSample {
+                n: p.spawn,
+                spawn,
+                call_each,
+                rss_before,
+                rss_after,
+            }
+            .outcome();
             std::mem::forget(refs);
             std::mem::forget(system);
             out

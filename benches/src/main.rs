@@ -44,7 +44,11 @@ fn usage() -> ! {
 }
 
 fn parse_list(v: &str, allowed: &[&str]) -> Vec<String> {
-    let items: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let items: Vec<String> = v
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
     for i in &items {
         if !allowed.contains(&i.as_str()) {
             eprintln!("unknown name `{i}` (allowed: {})", allowed.join(","));
@@ -52,7 +56,11 @@ fn parse_list(v: &str, allowed: &[&str]) -> Vec<String> {
         }
     }
     // Keep table order regardless of the order given.
-    allowed.iter().filter(|a| items.iter().any(|i| i == *a)).map(|s| s.to_string()).collect()
+    allowed
+        .iter()
+        .filter(|a| items.iter().any(|i| i == *a))
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn parse_args() -> Args {
@@ -190,7 +198,14 @@ fn run_child(fw: &str, wl: &str, scale: f64, timeout: Duration) -> Sample {
             return Sample::Na(rest.trim().to_string());
         }
     }
-    let tail: Vec<&str> = err.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: Vec<&str> = err
+        .lines()
+        .rev()
+        .take(5)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     Sample::Failed(format!("exit {status}; stderr: {}", tail.join(" | ")))
 }
 
@@ -200,7 +215,11 @@ fn median(v: &mut [f64]) -> Option<f64> {
     }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 /// Thousands separators for integers.
@@ -288,8 +307,10 @@ fn medians(samples: &Samples, fw: &str, wl: &str, key: &str) -> (Option<f64>, Op
 
 fn render(args: &Args, samples: &Samples, cmdline: &str, wall: Duration) -> String {
     let mut s = String::new();
-    let cols: Vec<&(&str, &str, &str)> =
-        COLUMNS.iter().filter(|(_, wl, _)| args.workloads.iter().any(|w| w == wl)).collect();
+    let cols: Vec<&(&str, &str, &str)> = COLUMNS
+        .iter()
+        .filter(|(_, wl, _)| args.workloads.iter().any(|w| w == wl))
+        .collect();
     s += &format!(
         "Medians of {} interleaved run(s), scale {}; each (framework, workload) pair in a fresh \
          process; tokio multi-thread runtime with 2 workers (actix: its own System, agents and \
@@ -332,27 +353,59 @@ fn ratios(samples: &Samples) -> String {
     let get = |fw: &str, wl: &str, key: &str| medians(samples, fw, wl, key).0;
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let mut parts = Vec::new();
-    if let (Some(t), Some(a)) = (get("troupe", "tell", "tell_mps"), get("actix", "tell", "tell_mps")) {
-        parts.push(format!("tell {:.2}x actix (target >= 2x: {})", t / a, verdict(t / a >= 2.0)));
+    if let (Some(t), Some(a)) = (
+        get("troupe", "tell", "tell_mps"),
+        get("actix", "tell", "tell_mps"),
+    ) {
+        parts.push(format!(
+            "tell {:.2}x actix (target >= 2x: {})",
+            t / a,
+            verdict(t / a >= 2.0)
+        ));
     }
-    if let (Some(t), Some(a)) = (get("troupe", "fanin", "fanin_mps"), get("actix", "fanin", "fanin_mps")) {
-        parts.push(format!("fanin {:.2}x actix (target >= 1.5x: {})", t / a, verdict(t / a >= 1.5)));
+    if let (Some(t), Some(a)) = (
+        get("troupe", "fanin", "fanin_mps"),
+        get("actix", "fanin", "fanin_mps"),
+    ) {
+        parts.push(format!(
+            "fanin {:.2}x actix (target >= 1.5x: {})",
+            t / a,
+            verdict(t / a >= 1.5)
+        ));
     }
     if let (Some(t), Some(a)) = (get("troupe", "ask", "ask_ns"), get("actix", "ask", "ask_ns")) {
-        let mut p = format!("ask {:.2}x actix's time (target <= 1.5x: {})", t / a, verdict(t / a <= 1.5));
+        let mut p = format!(
+            "ask {:.2}x actix's time (target <= 1.5x: {})",
+            t / a,
+            verdict(t / a <= 1.5)
+        );
         if let Some(r) = get("tokio", "ask", "ask_ns") {
             p += &format!(", {:.2}x raw tokio's (target < 1x: {})", t / r, verdict(t < r));
         }
         parts.push(p);
     }
-    if let (Some(t), Some(a)) = (get("troupe", "spawn", "spawn_ns"), get("actix", "spawn", "spawn_ns")) {
-        parts.push(format!("spawn {:.2}x actix's time (target <= 1x: {})", t / a, verdict(t <= a)));
+    if let (Some(t), Some(a)) = (
+        get("troupe", "spawn", "spawn_ns"),
+        get("actix", "spawn", "spawn_ns"),
+    ) {
+        parts.push(format!(
+            "spawn {:.2}x actix's time (target <= 1x: {})",
+            t / a,
+            verdict(t <= a)
+        ));
     }
     if let Some(r) = get("troupe", "spawn", "rss_b") {
-        parts.push(format!("RSS {} B/agent (target <= 512 B: {})", group(r), verdict(r <= 512.0)));
+        parts.push(format!(
+            "RSS {} B/agent (target <= 512 B: {})",
+            group(r),
+            verdict(r <= 512.0)
+        ));
     }
     if let Some(r) = get("troupe", "restart", "restart_us") {
-        parts.push(format!("restart {r:.1} us (target <= 5 us: {})", verdict(r <= 5.0)));
+        parts.push(format!(
+            "restart {r:.1} us (target <= 5 us: {})",
+            verdict(r <= 5.0)
+        ));
     }
     if parts.is_empty() {
         "troupe vs actix: not measured in this run.\n".to_string()
@@ -362,10 +415,14 @@ fn ratios(samples: &Samples) -> String {
 }
 
 fn raw_section(args: &Args, samples: &Samples) -> String {
-    let mut s = String::from("<details><summary>Every run</summary>\n\n| framework | workload | runs |\n|---|---|---|\n");
+    let mut s = String::from(
+        "<details><summary>Every run</summary>\n\n| framework | workload | runs |\n|---|---|---|\n",
+    );
     for wl in &args.workloads {
         for fw in &args.frameworks {
-            let Some(list) = samples.get(&(fw.clone(), wl.clone())) else { continue };
+            let Some(list) = samples.get(&(fw.clone(), wl.clone())) else {
+                continue;
+            };
             let cells: Vec<String> = list
                 .iter()
                 .map(|x| match x {

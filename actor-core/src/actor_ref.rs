@@ -1,0 +1,193 @@
+//! [`ActorRef`], the handle to an agent, and the raw reference the typed client wraps.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::cell::{Cell, Envelope};
+use crate::Agent;
+
+/// The stable identity of one agent within a process.
+///
+/// Ids are never reused; a restarted agent (under supervision) keeps its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ActorId(u64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl ActorId {
+    pub(crate) fn next() -> Self {
+        ActorId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id as a number (unique within this process).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ActorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Implemented by the typed client that `#[agent]` generates. Not for direct use.
+#[doc(hidden)]
+pub trait AgentClient<A: Agent>: Clone + Send + Sync + 'static {
+    fn troupe_from_raw(raw: RawRef<A>) -> Self;
+    fn troupe_raw(&self) -> &RawRef<A>;
+}
+
+/// Where the messages of a reference go.
+///
+/// Today every reference is local; references to agents on other nodes will be another
+/// variant here, behind the same `ActorRef` type and the same generated client.
+enum Target<A: Agent> {
+    Local(Arc<Cell<A>>),
+}
+
+/// The untyped core of a reference; generated clients wrap it. Not for direct use.
+#[doc(hidden)]
+pub struct RawRef<A: Agent> {
+    target: Target<A>,
+}
+
+impl<A: Agent> Clone for RawRef<A> {
+    fn clone(&self) -> Self {
+        match &self.target {
+            Target::Local(cell) => RawRef {
+                target: Target::Local(cell.clone()),
+            },
+        }
+    }
+}
+
+impl<A: Agent> RawRef<A> {
+    pub(crate) fn local(cell: Arc<Cell<A>>) -> Self {
+        RawRef {
+            target: Target::Local(cell),
+        }
+    }
+
+    pub(crate) fn cell(&self) -> &Arc<Cell<A>> {
+        match &self.target {
+            Target::Local(cell) => cell,
+        }
+    }
+
+    pub(crate) fn id(&self) -> ActorId {
+        self.cell().id()
+    }
+
+    pub(crate) fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
+        self.cell().mailbox().try_push(env)
+    }
+
+    pub(crate) fn poll_push(
+        &self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<Envelope<A>>,
+    ) -> Poll<Result<(), Envelope<A>>> {
+        self.cell().mailbox().poll_push(cx, slot)
+    }
+}
+
+/// A reference to an agent: cheap to clone, `Send + Sync`, comparable and hashable by
+/// the agent's [`ActorId`].
+///
+/// It dereferences to the client that `#[agent]` generates, so it has one method per
+/// handler: `counter.add(2).await?`, `counter.get().await?`, `counter.add(1).cast().await?`.
+pub struct ActorRef<A: Agent> {
+    client: A::Client,
+}
+
+impl<A: Agent> ActorRef<A> {
+    pub(crate) fn from_raw(raw: RawRef<A>) -> Self {
+        ActorRef {
+            client: A::Client::troupe_from_raw(raw),
+        }
+    }
+
+    fn raw(&self) -> &RawRef<A> {
+        self.client.troupe_raw()
+    }
+
+    /// The agent's stable id.
+    pub fn id(&self) -> ActorId {
+        self.raw().id()
+    }
+
+    /// True until the agent has stopped and its mailbox is closed.
+    pub fn is_alive(&self) -> bool {
+        !self.raw().cell().mailbox().is_closed()
+    }
+
+    /// Asks the agent to stop after the message it is handling; messages still queued
+    /// are not handled (their callers get [`CallError::Stopped`](crate::CallError::Stopped)).
+    /// Returns false when it had already stopped.
+    pub fn stop_gracefully(&self) -> bool {
+        self.raw().cell().request_stop(crate::StopReason::Normal)
+    }
+
+    /// Resolves once the agent has stopped and its `#[on_stop]` hook has run.
+    pub async fn stopped(&self) {
+        let cell = self.raw().cell();
+        std::future::poll_fn(|cx| cell.poll_terminated(cx)).await
+    }
+}
+
+impl<A: Agent> Deref for ActorRef<A> {
+    type Target = A::Client;
+
+    fn deref(&self) -> &A::Client {
+        &self.client
+    }
+}
+
+impl<A: Agent> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        ActorRef {
+            client: self.client.clone(),
+        }
+    }
+}
+
+impl<A: Agent> PartialEq for ActorRef<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl<A: Agent> Eq for ActorRef<A> {}
+
+impl<A: Agent> Hash for ActorRef<A> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state)
+    }
+}
+
+impl<A: Agent> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorRef<{}>({})", short_type_name::<A>(), self.id())
+    }
+}
+
+impl<A: Agent> fmt::Debug for RawRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawRef<{}>({})", short_type_name::<A>(), self.id())
+    }
+}
+
+/// The type name without its module path (`Counter` rather than `my_app::Counter`).
+pub(crate) fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    match base.rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
+}

@@ -1,0 +1,155 @@
+//! [`Context`]: what a handler can do besides touching its own state.
+
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cell::{self, AnyCell, Cell};
+use crate::timer::TimerHandle;
+use crate::{ActorId, ActorRef, Agent, StopReason, System};
+
+/// The agent's view of the runtime, passed to handlers and hooks that ask for it
+/// (`ctx: &mut Context<Self>`).
+pub struct Context<A: Agent> {
+    myself: ActorRef<A>,
+    system: System,
+    stop: Option<StopReason>,
+    // Timers and children are rare: keep idle agents small by boxing them on first use.
+    extras: Option<Box<Extras>>,
+}
+
+#[derive(Default)]
+struct Extras {
+    timers: Vec<TimerHandle>,
+    children: Vec<Arc<dyn AnyCell>>,
+}
+
+impl<A: Agent> Context<A> {
+    pub(crate) fn new(myself: ActorRef<A>, system: System) -> Self {
+        Context {
+            myself,
+            system,
+            stop: None,
+            extras: None,
+        }
+    }
+
+    pub(crate) fn cell(&self) -> &Arc<Cell<A>> {
+        use crate::actor_ref::AgentClient;
+        std::ops::Deref::deref(&self.myself).troupe_raw().cell()
+    }
+
+    /// A reference to this agent.
+    pub fn myself(&self) -> &ActorRef<A> {
+        &self.myself
+    }
+
+    /// This agent's id.
+    pub fn id(&self) -> ActorId {
+        self.myself.id()
+    }
+
+    /// The system this agent runs in.
+    pub fn system(&self) -> &System {
+        &self.system
+    }
+
+    /// Stops the agent normally once the current handler returns. Messages still queued
+    /// are not handled; their callers get `CallError::Stopped`.
+    pub fn stop(&mut self) {
+        self.stop_with(StopReason::Normal);
+    }
+
+    /// Stops the agent with the given reason once the current handler returns.
+    /// An abnormal reason (`StopReason::Error`) counts as a crash.
+    pub fn stop_with(&mut self, reason: StopReason) {
+        if self.stop.is_none() {
+            self.stop = Some(reason);
+        }
+    }
+
+    pub(crate) fn take_stop(&mut self) -> Option<StopReason> {
+        self.stop.take()
+    }
+
+    /// Starts a child agent. Children are stopped (and their `#[on_stop]` hooks run)
+    /// before this agent's own `#[on_stop]` runs.
+    pub fn spawn<B: Agent>(&mut self, agent: B) -> ActorRef<B> {
+        let child = cell::spawn(&self.system, agent);
+        let extras = self.extras.get_or_insert_with(Box::default);
+        extras.children.retain(|c| !c.is_terminated());
+        extras.children.push(child_cell(&child));
+        child
+    }
+
+    /// Sends `msg` to this agent after `delay`. Cancel it with the returned handle; it is
+    /// cancelled anyway when the agent stops.
+    pub fn send_after(&mut self, delay: Duration, msg: A::Msg) -> TimerHandle {
+        let target = self.myself.clone();
+        self.add_timer(async move {
+            tokio::time::sleep(delay).await;
+            let _ = crate::request::cast_msg(&target, msg).await;
+        })
+    }
+
+    /// Sends `make()` to this agent every `period`, the first time one period from now.
+    /// If the agent falls behind, ticks are delayed rather than bunched up. Cancel it with
+    /// the returned handle; it is cancelled anyway when the agent stops.
+    pub fn interval<F>(&mut self, period: Duration, mut make: F) -> TimerHandle
+    where
+        F: FnMut() -> A::Msg + Send + 'static,
+    {
+        let target = self.myself.clone();
+        self.add_timer(async move {
+            let start = tokio::time::Instant::now() + period;
+            let mut ticks = tokio::time::interval_at(start, period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if crate::request::cast_msg(&target, make()).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    fn add_timer(&mut self, task: impl Future<Output = ()> + Send + 'static) -> TimerHandle {
+        let handle = TimerHandle::spawn(task);
+        let extras = self.extras.get_or_insert_with(Box::default);
+        extras.timers.retain(TimerHandle::is_active);
+        extras.timers.push(handle.clone());
+        handle
+    }
+
+    /// Cancels timers, then stops children and waits for them.
+    pub(crate) async fn teardown(&mut self) {
+        let Some(extras) = self.extras.take() else {
+            return;
+        };
+        for t in &extras.timers {
+            t.cancel();
+        }
+        for c in &extras.children {
+            c.request_stop(StopReason::Shutdown);
+        }
+        for c in &extras.children {
+            poll_fn(|cx| c.poll_terminated(cx)).await;
+        }
+    }
+}
+
+fn child_cell<B: Agent>(child: &ActorRef<B>) -> Arc<dyn AnyCell> {
+    use crate::actor_ref::AgentClient;
+    let cell: Arc<Cell<B>> = std::ops::Deref::deref(child).troupe_raw().cell().clone();
+    cell
+}
+
+impl<A: Agent> fmt::Debug for Context<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("myself", &self.myself)
+            .field("stopping", &self.stop)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,154 @@
+//! Errors returned by the runtime, one type per concern.
+
+use std::fmt;
+
+/// Why a call (ask) did not produce a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The reply did not arrive within the time given to [`Request::timeout`](crate::Request::timeout).
+    /// The message may still be handled later; its reply is then dropped.
+    Timeout,
+    /// The agent was stopped (or stopped before handling the message); nothing was handled.
+    Stopped,
+    /// The handler panicked while handling this message. The agent crashed; see
+    /// [`StopReason::Panicked`](crate::StopReason::Panicked) for the panic message.
+    Panicked,
+    /// The reply did not match the request (a protocol error; never happens locally).
+    BadReply,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CallError::Timeout => "call timed out",
+            CallError::Stopped => "agent stopped",
+            CallError::Panicked => "handler panicked",
+            CallError::BadReply => "reply did not match the request",
+        })
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// A message that could not be enqueued, given back to the sender.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError<M> {
+    /// The mailbox is full (only from [`Request::try_cast`](crate::Request::try_cast)).
+    Full(M),
+    /// The agent has stopped; its mailbox no longer accepts messages.
+    Closed(M),
+}
+
+impl<M> SendError<M> {
+    /// The message that was not delivered.
+    pub fn into_inner(self) -> M {
+        match self {
+            SendError::Full(m) | SendError::Closed(m) => m,
+        }
+    }
+
+    /// True when the mailbox was full rather than closed.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SendError::Full(_))
+    }
+}
+
+impl<M> fmt::Debug for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("Full(..)"),
+            SendError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<M> fmt::Display for SendError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Full(_) => "mailbox full",
+            SendError::Closed(_) => "agent stopped",
+        })
+    }
+}
+
+impl<M> std::error::Error for SendError<M> {}
+
+/// Why a name could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// Another live agent already holds this name.
+    NameTaken(String),
+    /// The agent has already stopped, so it cannot be registered.
+    AgentStopped,
+}
+
+impl fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegistryError::NameTaken(name) => write!(f, "name `{name}` is already registered"),
+            RegistryError::AgentStopped => f.write_str("agent stopped"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {}
+
+/// Any troupe error, for applications that propagate with `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A call failed.
+    Call(CallError),
+    /// A cast could not be enqueued (the message itself is dropped here).
+    Send {
+        /// True when the mailbox was full, false when the agent had stopped.
+        full: bool,
+    },
+    /// A registry operation failed.
+    Registry(RegistryError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Call(e) => e.fmt(f),
+            Error::Send { full: true } => f.write_str("mailbox full"),
+            Error::Send { full: false } => f.write_str("agent stopped"),
+            Error::Registry(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Call(e) => Some(e),
+            Error::Registry(e) => Some(e),
+            Error::Send { .. } => None,
+        }
+    }
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Self {
+        Error::Call(e)
+    }
+}
+
+impl<M> From<SendError<M>> for Error {
+    fn from(e: SendError<M>) -> Self {
+        Error::Send { full: e.is_full() }
+    }
+}
+
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Self {
+        Error::Registry(e)
+    }
+}
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,239 @@
+//! Generate: the message and reply enums, the typed client and the `Agent` impl.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+
+use crate::attr::AgentArgs;
+use crate::model::{AgentImpl, Hook, Param};
+
+pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
+    let krate = args.crate_path();
+    let item = &model.item;
+    let self_ty = &model.self_ty;
+    let name = &model.name;
+    let msg = format_ident!("{}Msg", name);
+    let reply = format_ident!("{}Reply", name);
+    let client = format_ident!("{}Client", name);
+    let generics = &item.generics;
+    let (impl_g, ty_g, where_c) = generics.split_for_impl();
+    let name_text = name.to_string();
+
+    // A hidden variant uses every type parameter, so generic agents whose handlers do not
+    // mention one still compile.
+    let type_params: Vec<_> = generics.type_params().map(|t| &t.ident).collect();
+    let serde_skip = args.remote.then(|| quote!(#[serde(skip)]));
+    let phantom = (!type_params.is_empty()).then(|| {
+        quote! {
+            #[doc(hidden)]
+            #serde_skip
+            __Phantom(::core::convert::Infallible, ::core::marker::PhantomData<fn() -> (#(#type_params,)*)>),
+        }
+    });
+    let phantom_arm = (!type_params.is_empty()).then(|| quote!(#msg::__Phantom(never, _) => match never {},));
+    let serde_attrs = args.remote.then(|| {
+        let serde = quote!(#krate::__private::serde);
+        let serde_path = format!(
+            "{}::__private::serde",
+            quote!(#krate).to_string().replace(' ', "")
+        );
+        quote! {
+            #[derive(#serde::Serialize, #serde::Deserialize)]
+            #[serde(crate = #serde_path)]
+        }
+    });
+
+    let mut msg_variants = Vec::new();
+    let mut reply_variants = Vec::new();
+    let mut arms = Vec::new();
+    let mut methods = Vec::new();
+    for h in &model.handlers {
+        let variant = &h.variant;
+        let method = &h.method;
+        let ret = &h.ret;
+        let docs = &h.docs;
+        let arg_names: Vec<_> = h.args.iter().map(|a| &a.name).collect();
+        let arg_tys: Vec<_> = h.args.iter().map(|a| &a.ty).collect();
+        let field_docs: Vec<_> = h
+            .args
+            .iter()
+            .map(|a| format!("Argument `{}` of [`{name_text}::{method}`].", a.name))
+            .collect();
+        let variant_doc = format!("The message for [`{name_text}::{method}`].");
+        let reply_doc = format!("The reply of [`{name_text}::{method}`].");
+        let method_doc = format!(
+            "Request [`{name_text}::{method}`]: `.await` to call, `.cast()` to enqueue, `.timeout(d)` to bound."
+        );
+
+        let (pattern, construct) = if h.args.is_empty() {
+            msg_variants.push(quote! { #[doc = #variant_doc] #variant, });
+            (quote!(#msg::#variant), quote!(#msg::#variant))
+        } else {
+            msg_variants.push(quote! {
+                #[doc = #variant_doc]
+                #variant { #( #[doc = #field_docs] #arg_names: #arg_tys, )* },
+            });
+            (
+                quote!(#msg::#variant { #(#arg_names),* }),
+                quote!(#msg::#variant { #(#arg_names),* }),
+            )
+        };
+        reply_variants.push(quote! { #[doc = #reply_doc] #variant(#ret), });
+
+        let call_args = h.params.iter().map(|p| match p {
+            Param::Arg(i) => {
+                let n = &h.args[*i].name;
+                quote!(#n)
+            }
+            Param::Ctx => quote!(ctx),
+            Param::Reason => quote!(reason),
+        });
+        let call = if h.is_async {
+            quote_spanned!(method.span()=> self.#method(#(#call_args),*).await)
+        } else {
+            quote_spanned!(method.span()=> self.#method(#(#call_args),*))
+        };
+        arms.push(quote! { #pattern => #reply::#variant(#call), });
+
+        methods.push(quote! {
+            #(#docs)*
+            #[doc = ""]
+            #[doc = #method_doc]
+            #[allow(unreachable_patterns)]
+            pub fn #method(&self, #(#arg_names: #arg_tys),*) -> #krate::Request<'_, #self_ty, #ret> {
+                #krate::Request::new(&self.raw, #construct, |reply| match reply {
+                    #reply::#variant(value) => ::core::option::Option::Some(value),
+                    _ => ::core::option::Option::None,
+                })
+            }
+        });
+    }
+
+    let on_start = model.on_start.as_ref().map(|h| {
+        let call = hook_call(h);
+        quote! {
+            fn on_start(&mut self, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+                async move {
+                    let _ = &ctx;
+                    #call;
+                }
+            }
+        }
+    });
+    let on_stop = model.on_stop.as_ref().map(|h| {
+        let call = hook_call(h);
+        quote! {
+            fn on_stop(&mut self, reason: &#krate::StopReason, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+                async move {
+                    let _ = (&reason, &ctx);
+                    #call;
+                }
+            }
+        }
+    });
+
+    let msg_doc =
+        format!("The messages of [`{name_text}`], one per `#[handle]` method (generated by `#[agent]`).");
+    let reply_doc =
+        format!("The replies of [`{name_text}`], one per `#[handle]` method (generated by `#[agent]`).");
+    let client_doc = format!(
+        "The typed client of [`{name_text}`]: `ActorRef<{name_text}>` dereferences to it, so each handler is a method of the reference (generated by `#[agent]`)."
+    );
+
+    quote! {
+        #item
+
+        #[doc = #msg_doc]
+        #serde_attrs
+        #[allow(unreachable_pub, private_interfaces, private_bounds, clippy::enum_variant_names)]
+        pub enum #msg #impl_g #where_c {
+            #(#msg_variants)*
+            #phantom
+        }
+
+        #[doc = #reply_doc]
+        #serde_attrs
+        #[allow(unreachable_pub, private_interfaces, private_bounds, clippy::enum_variant_names)]
+        pub enum #reply #impl_g #where_c {
+            #(#reply_variants)*
+            #phantom
+        }
+
+        #[doc = #client_doc]
+        #[allow(unreachable_pub, private_interfaces, private_bounds)]
+        pub struct #client #impl_g #where_c {
+            raw: #krate::__private::RawRef<#self_ty>,
+        }
+
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_g ::core::clone::Clone for #client #ty_g #where_c {
+                fn clone(&self) -> Self {
+                    #client { raw: ::core::clone::Clone::clone(&self.raw) }
+                }
+            }
+
+            #[automatically_derived]
+            impl #impl_g ::core::fmt::Debug for #client #ty_g #where_c {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    ::core::fmt::Debug::fmt(&self.raw, f)
+                }
+            }
+
+            #[automatically_derived]
+            impl #impl_g #krate::__private::AgentClient<#self_ty> for #client #ty_g #where_c {
+                fn troupe_from_raw(raw: #krate::__private::RawRef<#self_ty>) -> Self {
+                    #client { raw }
+                }
+                fn troupe_raw(&self) -> &#krate::__private::RawRef<#self_ty> {
+                    &self.raw
+                }
+            }
+
+            #[automatically_derived]
+            #[allow(unreachable_pub, private_interfaces, private_bounds)]
+            impl #impl_g #client #ty_g #where_c {
+                #(#methods)*
+            }
+
+            #[automatically_derived]
+            impl #impl_g #krate::Agent for #self_ty #where_c {
+                type Msg = #msg #ty_g;
+                type Reply = #reply #ty_g;
+                type Client = #client #ty_g;
+
+                fn options() -> #krate::Options {
+                    #[allow(unused_imports)]
+                    use #krate::__private::{ViaDefaultOptions as _, ViaStructOptions as _};
+                    (&#krate::__private::OptionsProbe::<Self>::new()).troupe_options()
+                }
+
+                fn handle(&mut self, msg: Self::Msg, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = Self::Reply> + ::core::marker::Send {
+                    async move {
+                        let _ = &ctx;
+                        match msg {
+                            #(#arms)*
+                            #phantom_arm
+                        }
+                    }
+                }
+
+                #on_start
+                #on_stop
+            }
+        };
+    }
+}
+
+fn hook_call(h: &Hook) -> TokenStream {
+    let method = &h.method;
+    let args = h.params.iter().map(|p| match p {
+        Param::Ctx => quote!(ctx),
+        Param::Reason => quote!(reason),
+        Param::Arg(_) => quote!(),
+    });
+    if h.is_async {
+        quote_spanned!(method.span()=> self.#method(#(#args),*).await)
+    } else {
+        quote_spanned!(method.span()=> self.#method(#(#args),*))
+    }
+}

@@ -1,0 +1,28 @@
+//! The attribute and option names the macros recognise.
+
+pub(crate) const AGENT: &str = "agent";
+pub(crate) const HANDLE: &str = "handle";
+pub(crate) const ON_START: &str = "on_start";
+pub(crate) const ON_STOP: &str = "on_stop";
+
+pub(crate) const OPT_MAILBOX: &str = "mailbox";
+pub(crate) const OPT_CRATE: &str = "crate";
+pub(crate) const OPT_REMOTE: &str = "remote";
+
+/// The type of the optional context parameter (matched on its last path segment).
+pub(crate) const CONTEXT: &str = "Context";
+
+/// Methods of `ActorRef` itself (and the traits it implements), which would shadow a
+/// generated client method of the same name.
+pub(crate) const RESERVED_HANDLER_NAMES: &[(&str, &str)] = &[
+    ("id", "ActorRef::id"),
+    ("is_alive", "ActorRef::is_alive"),
+    ("stopped", "ActorRef::stopped"),
+    ("stop_gracefully", "ActorRef::stop_gracefully"),
+    ("clone", "Clone::clone"),
+    ("eq", "PartialEq::eq"),
+    ("ne", "PartialEq::ne"),
+    ("hash", "Hash::hash"),
+    ("fmt", "Debug::fmt"),
+    ("deref", "Deref::deref"),
+];

@@ -1,0 +1,266 @@
+//! The XX handshake: a sans-I/O state machine ([`Initiator`], [`Responder`]) and the async
+//! driver [`run`] that moves its messages over a stream.
+
+use std::time::SystemTime;
+
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use snow::HandshakeState;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use zeroize::Zeroizing;
+
+use super::cipher::CipherState;
+use super::ChannelConfig;
+use crate::agent::unix_secs;
+use crate::error::{ChannelError, HandshakeError};
+use crate::identity::{Identity, PublicIdentity};
+use crate::trust::TrustPolicy;
+use crate::wire::{
+    is_low_order_x25519, HandshakePayload, MSG1_LEN, MSG2_LEN, MSG3_LEN, NOISE_PARAMS, PROLOGUE,
+};
+
+/// The outcome of a successful handshake.
+pub(crate) struct Established {
+    pub(crate) peer: PublicIdentity,
+    pub(crate) send: CipherState,
+    pub(crate) recv: CipherState,
+}
+
+/// Key material for one handshake: the per-channel Noise static key (and, for test
+/// vectors only, a fixed ephemeral key).
+pub(crate) struct Keys {
+    static_private: Zeroizing<[u8; 32]>,
+    static_public: [u8; 32],
+    fixed_ephemeral: Option<Zeroizing<[u8; 32]>>,
+}
+
+impl Keys {
+    pub(crate) fn fresh() -> Keys {
+        let mut private = Zeroizing::new([0u8; 32]);
+        if let Err(e) = getrandom::getrandom(private.as_mut()) {
+            panic!("operating system random number generator failed: {e}");
+        }
+        Keys::from_private(private, None)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fixed(static_private: [u8; 32], ephemeral: [u8; 32]) -> Keys {
+        Keys::from_private(Zeroizing::new(static_private), Some(Zeroizing::new(ephemeral)))
+    }
+
+    fn from_private(private: Zeroizing<[u8; 32]>, e: Option<Zeroizing<[u8; 32]>>) -> Keys {
+        let public = MontgomeryPoint::mul_base_clamped(*private).to_bytes();
+        Keys { static_private: private, static_public: public, fixed_ephemeral: e }
+    }
+
+    fn build(&self, initiator: bool) -> Result<HandshakeState, HandshakeError> {
+        let params = NOISE_PARAMS.parse().map_err(|_| HandshakeError::Noise)?;
+        let mut builder = snow::Builder::new(params)
+            .local_private_key(self.static_private.as_ref())
+            .and_then(|b| b.prologue(PROLOGUE))
+            .map_err(|_| HandshakeError::Noise)?;
+        if let Some(e) = &self.fixed_ephemeral {
+            builder = builder.fixed_ephemeral_key_for_testing_only(e.as_ref());
+        }
+        let hs = if initiator { builder.build_initiator() } else { builder.build_responder() };
+        hs.map_err(|_| HandshakeError::Noise)
+    }
+}
+
+fn key32(bytes: &[u8]) -> Result<[u8; 32], HandshakeError> {
+    bytes.try_into().map_err(|_| HandshakeError::BadLength)
+}
+
+/// Shared steps of both roles.
+struct Machine {
+    hs: HandshakeState,
+    keys: Keys,
+    payload: HandshakePayload,
+}
+
+impl Machine {
+    fn new(identity: &Identity, keys: Keys, expires_at: u64, initiator: bool) -> Result<Self, HandshakeError> {
+        let hs = keys.build(initiator)?;
+        let payload = HandshakePayload::sign(identity, &keys.static_public, expires_at);
+        Ok(Machine { hs, keys, payload })
+    }
+
+    fn write(&mut self, with_payload: bool) -> Result<Vec<u8>, HandshakeError> {
+        let payload = if with_payload { self.payload.encode().to_vec() } else { Vec::new() };
+        let mut out = vec![0u8; MSG2_LEN.max(MSG3_LEN).max(MSG1_LEN)];
+        let n = self.hs.write_message(&payload, &mut out).map_err(|_| HandshakeError::Noise)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Reads a message carrying the peer's ephemeral key in the clear at its start (msg1
+    /// and msg2): refuses a weak ephemeral before doing any Diffie-Hellman with it.
+    fn check_clear_ephemeral(msg: &[u8]) -> Result<(), HandshakeError> {
+        let e = key32(msg.get(..32).ok_or(HandshakeError::BadLength)?)?;
+        if is_low_order_x25519(&e) {
+            return Err(HandshakeError::WeakKey);
+        }
+        Ok(())
+    }
+
+    /// Reads msg2 or msg3: decrypts, then binds the payload's identity to the static key
+    /// that Noise authenticated.
+    fn read_identity(&mut self, msg: &[u8], now: u64) -> Result<PublicIdentity, HandshakeError> {
+        let mut payload = [0u8; MSG2_LEN];
+        let n = self.hs.read_message(msg, &mut payload).map_err(|_| HandshakeError::Decrypt)?;
+        let rs = key32(self.hs.get_remote_static().ok_or(HandshakeError::Noise)?)?;
+        if is_low_order_x25519(&rs) {
+            return Err(HandshakeError::WeakKey);
+        }
+        if rs == self.keys.static_public {
+            return Err(HandshakeError::Reflected);
+        }
+        let payload = HandshakePayload::decode(&payload[..n]).map_err(HandshakeError::BadPayload)?;
+        payload.verify(&rs, now)?;
+        Ok(*payload.identity())
+    }
+
+    fn finish(mut self, peer: PublicIdentity, initiator: bool) -> Established {
+        if !self.hs.is_handshake_finished() {
+            unreachable!("finish is only called after the last handshake message");
+        }
+        let (k1, k2) = self.hs.dangerously_get_raw_split();
+        let (k1, k2) = (Zeroizing::new(k1), Zeroizing::new(k2));
+        let (send, recv) = if initiator { (*k1, *k2) } else { (*k2, *k1) };
+        Established { peer, send: CipherState::new(send), recv: CipherState::new(recv) }
+    }
+}
+
+/// The initiator's side: `write_msg1`, `read_msg2`, `write_msg3`, `finish`.
+pub(crate) struct Initiator(Machine);
+
+impl Initiator {
+    pub(crate) fn new(identity: &Identity, keys: Keys, expires_at: u64) -> Result<Self, HandshakeError> {
+        Machine::new(identity, keys, expires_at, true).map(Initiator)
+    }
+
+    pub(crate) fn write_msg1(&mut self) -> Result<Vec<u8>, HandshakeError> {
+        self.0.write(false)
+    }
+
+    pub(crate) fn read_msg2(&mut self, msg: &[u8], now: u64) -> Result<PublicIdentity, HandshakeError> {
+        if msg.len() != MSG2_LEN {
+            return Err(HandshakeError::BadLength);
+        }
+        Machine::check_clear_ephemeral(msg)?;
+        self.0.read_identity(msg, now)
+    }
+
+    pub(crate) fn write_msg3(&mut self) -> Result<Vec<u8>, HandshakeError> {
+        self.0.write(true)
+    }
+
+    pub(crate) fn finish(self, peer: PublicIdentity) -> Established {
+        self.0.finish(peer, true)
+    }
+}
+
+/// The responder's side: `read_msg1`, `write_msg2`, `read_msg3`, `finish`.
+pub(crate) struct Responder(Machine);
+
+impl Responder {
+    pub(crate) fn new(identity: &Identity, keys: Keys, expires_at: u64) -> Result<Self, HandshakeError> {
+        Machine::new(identity, keys, expires_at, false).map(Responder)
+    }
+
+    pub(crate) fn read_msg1(&mut self, msg: &[u8]) -> Result<(), HandshakeError> {
+        if msg.len() != MSG1_LEN {
+            return Err(HandshakeError::BadLength);
+        }
+        Machine::check_clear_ephemeral(msg)?;
+        let mut payload = [0u8; MSG1_LEN];
+        let n = self.0.hs.read_message(msg, &mut payload).map_err(|_| HandshakeError::Decrypt)?;
+        if n != 0 {
+            return Err(HandshakeError::UnexpectedPayload);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write_msg2(&mut self) -> Result<Vec<u8>, HandshakeError> {
+        self.0.write(true)
+    }
+
+    pub(crate) fn read_msg3(&mut self, msg: &[u8], now: u64) -> Result<PublicIdentity, HandshakeError> {
+        if msg.len() != MSG3_LEN {
+            return Err(HandshakeError::BadLength);
+        }
+        self.0.read_identity(msg, now)
+    }
+
+    pub(crate) fn finish(self, peer: PublicIdentity) -> Established {
+        self.0.finish(peer, false)
+    }
+}
+
+async fn write_msg<IO: AsyncWrite + Unpin>(io: &mut IO, msg: &[u8]) -> Result<(), ChannelError> {
+    let len = u16::try_from(msg.len()).map_err(|_| HandshakeError::Noise)?;
+    let mut framed = Vec::with_capacity(2 + msg.len());
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(msg);
+    io.write_all(&framed).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+/// Reads one length-prefixed handshake message that must be exactly `expected` bytes;
+/// any other length prefix is refused before anything else is read or allocated.
+async fn read_msg<IO: AsyncRead + Unpin>(io: &mut IO, expected: usize) -> Result<Vec<u8>, ChannelError> {
+    let mut prefix = [0u8; 2];
+    io.read_exact(&mut prefix).await?;
+    if usize::from(u16::from_be_bytes(prefix)) != expected {
+        return Err(HandshakeError::BadLength.into());
+    }
+    let mut msg = vec![0u8; expected];
+    io.read_exact(&mut msg).await?;
+    Ok(msg)
+}
+
+fn now() -> u64 {
+    unix_secs(SystemTime::now())
+}
+
+/// Runs the handshake over `io` within the configured timeout.
+pub(crate) async fn run<IO>(
+    io: &mut IO,
+    identity: &Identity,
+    policy: &TrustPolicy,
+    config: &ChannelConfig,
+    initiator: bool,
+) -> Result<Established, ChannelError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let expires_at = now().saturating_add(config.binding_validity.as_secs());
+    let work = async {
+        if initiator {
+            let mut m = Initiator::new(identity, Keys::fresh(), expires_at)?;
+            write_msg(io, &m.write_msg1()?).await?;
+            let msg2 = read_msg(io, MSG2_LEN).await?;
+            let peer = m.read_msg2(&msg2, now())?;
+            if !policy.allows(&peer.identifier()) {
+                return Err(ChannelError::UntrustedPeer(peer.identifier()));
+            }
+            write_msg(io, &m.write_msg3()?).await?;
+            Ok(m.finish(peer))
+        } else {
+            let mut m = Responder::new(identity, Keys::fresh(), expires_at)?;
+            let msg1 = read_msg(io, MSG1_LEN).await?;
+            m.read_msg1(&msg1)?;
+            write_msg(io, &m.write_msg2()?).await?;
+            let msg3 = read_msg(io, MSG3_LEN).await?;
+            let peer = m.read_msg3(&msg3, now())?;
+            if !policy.allows(&peer.identifier()) {
+                return Err(ChannelError::UntrustedPeer(peer.identifier()));
+            }
+            Ok(m.finish(peer))
+        }
+    };
+    match tokio::time::timeout(config.handshake_timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(ChannelError::Timeout),
+    }
+}

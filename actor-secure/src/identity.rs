@@ -1,0 +1,187 @@
+//! [`Identity`]: an Ed25519 key pair, and [`PublicIdentity`], its public half.
+
+mod file;
+
+use std::fmt;
+use std::path::Path;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use zeroize::Zeroizing;
+
+pub use file::{IdentityError, IdentityFileError};
+
+use crate::identifier::Identifier;
+use crate::signing::{signed_bytes, Purpose, Signature, SignatureError};
+
+/// An Ed25519 key pair that signs on behalf of a node or an agent.
+///
+/// The secret key is zeroized when the `Identity` is dropped, and never printed: `Debug`
+/// shows only the [`Identifier`].
+///
+/// ```
+/// use actor_secure::Identity;
+///
+/// let node = Identity::generate();
+/// let agent = node.derive_agent("counter");            // same name, same identity
+/// assert_eq!(agent.identifier(), node.derive_agent("counter").identifier());
+/// println!("{:?}", node);                               // Identity(I...), no secret
+/// ```
+pub struct Identity {
+    signing: SigningKey,
+    public: PublicIdentity,
+}
+
+impl Identity {
+    /// A fresh identity from the operating system's random number generator.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide random bytes (no key can be made safely then).
+    pub fn generate() -> Identity {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        if let Err(e) = getrandom::getrandom(seed.as_mut()) {
+            // Without an OS random source no key can be made safely; there is no sensible
+            // way to continue, and returning a weak key would be worse than stopping.
+            panic!("operating system random number generator failed: {e}");
+        }
+        Identity::from_seed(&seed)
+    }
+
+    /// The identity whose Ed25519 secret key (seed) is `seed`.
+    ///
+    /// Use it for fixed test vectors, or to import a key kept elsewhere. Keep the seed
+    /// secret: whoever has it *is* this identity.
+    pub fn from_seed(seed: &[u8; 32]) -> Identity {
+        let signing = SigningKey::from_bytes(seed);
+        let public = PublicIdentity::from_verifying_key(signing.verifying_key());
+        Identity { signing, public }
+    }
+
+    /// Loads the identity stored at `path`, or creates one there if no file exists.
+    ///
+    /// A new file is created with mode `0600` (owner read/write only) and written
+    /// atomically, so two processes racing to create it end up with the same identity.
+    /// An existing file is refused if its group or others may read it, and a corrupt or
+    /// truncated file is a clear [`IdentityError::Corrupt`], never a new identity.
+    ///
+    /// ```
+    /// use actor_secure::Identity;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("troupe-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("node.key");
+    /// let first = Identity::load_or_create(&path).unwrap();
+    /// let again = Identity::load_or_create(&path).unwrap();
+    /// assert_eq!(first.identifier(), again.identifier());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    pub fn load_or_create(path: impl AsRef<Path>) -> Result<Identity, IdentityError> {
+        file::load_or_create(path.as_ref())
+    }
+
+    /// Loads the identity stored at `path`; the file must exist.
+    pub fn load(path: impl AsRef<Path>) -> Result<Identity, IdentityError> {
+        file::load(path.as_ref())
+    }
+
+    /// This identity's [`Identifier`].
+    pub fn identifier(&self) -> Identifier {
+        self.public.identifier
+    }
+
+    /// The public half, to give to others.
+    pub fn public(&self) -> &PublicIdentity {
+        &self.public
+    }
+
+    /// The secret seed, zeroized when the returned value is dropped.
+    pub(crate) fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// Signs `body` for `purpose` (see [`crate::signing`]).
+    pub(crate) fn sign(&self, purpose: Purpose, body: &[u8]) -> Signature {
+        Signature(self.signing.sign(&signed_bytes(purpose, body)).to_bytes())
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Identity({})", self.public.identifier)
+    }
+}
+
+/// The public half of an [`Identity`]: its Ed25519 public key and [`Identifier`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PublicIdentity {
+    key: VerifyingKey,
+    identifier: Identifier,
+}
+
+impl PublicIdentity {
+    fn from_verifying_key(key: VerifyingKey) -> PublicIdentity {
+        let identifier = Identifier::from_ed25519_public_key(key.as_bytes());
+        PublicIdentity { key, identifier }
+    }
+
+    /// Parses a 32-byte Ed25519 public key. Refuses bytes that are not a valid point and
+    /// keys of small order (which would let anyone forge signatures).
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicIdentity, SignatureError> {
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| SignatureError)?;
+        if key.is_weak() {
+            return Err(SignatureError);
+        }
+        Ok(PublicIdentity::from_verifying_key(key))
+    }
+
+    /// The 32 bytes of the Ed25519 public key.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The [`Identifier`] of this key.
+    pub fn identifier(&self) -> Identifier {
+        self.identifier
+    }
+
+    /// Checks that `signature` was made by this identity for `purpose` over `body`, with
+    /// Ed25519 `verify_strict` (no malleable or small-order signatures).
+    pub fn verify(
+        &self,
+        purpose: Purpose,
+        body: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+        self.key
+            .verify_strict(&signed_bytes(purpose, body), &sig)
+            .map_err(|_| SignatureError)
+    }
+}
+
+impl fmt::Debug for PublicIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicIdentity({})", self.identifier)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_for_one_purpose_is_refused_for_another() {
+        let id = Identity::generate();
+        let sig = id.sign(Purpose::NoiseStaticKey, b"body");
+        assert!(id.public().verify(Purpose::NoiseStaticKey, b"body", &sig).is_ok());
+        assert!(id.public().verify(Purpose::AgentAttestation, b"body", &sig).is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let id = Identity::from_seed(&[7; 32]);
+        let shown = format!("{id:?}");
+        assert!(!shown.contains("0707"));
+        assert!(shown.starts_with("Identity(I"));
+    }
+}

@@ -1,0 +1,237 @@
+//! The identity file: a small, versioned, fixed-layout binary record.
+//!
+//! Layout (74 bytes): `"TROUPEID"` (8) || version `1` || key type `1` (Ed25519)
+//! || secret seed (32) || public key (32). The public key is stored so that any corruption
+//! of either key is caught on load (it must match the key derived from the seed).
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::Identity;
+
+const MAGIC: &[u8; 8] = b"TROUPEID";
+const VERSION: u8 = 1;
+const KEY_TYPE_ED25519: u8 = 1;
+/// Exact length of a version 1 identity file.
+pub(crate) const FILE_LEN: usize = 8 + 1 + 1 + 32 + 32;
+/// Files larger than this are not read at all.
+const MAX_READ: u64 = 4096;
+
+/// Why the bytes of an identity file do not decode.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdentityFileError {
+    /// The file is shorter than the record (for example a write was cut short).
+    Truncated {
+        /// How many bytes the file has.
+        len: usize,
+    },
+    /// The file has bytes after the record.
+    TrailingBytes {
+        /// How many bytes the file has.
+        len: usize,
+    },
+    /// The file does not start with the identity file marker.
+    BadMagic,
+    /// The record is of a version this build does not know.
+    UnsupportedVersion(u8),
+    /// The key type is not Ed25519.
+    UnsupportedKeyType(u8),
+    /// The stored public key does not match the secret key: the file is damaged.
+    KeyMismatch,
+}
+
+impl fmt::Display for IdentityFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityFileError::Truncated { len } => {
+                write!(f, "truncated ({len} bytes, expected {FILE_LEN})")
+            }
+            IdentityFileError::TrailingBytes { len } => {
+                write!(f, "too long ({len} bytes, expected {FILE_LEN})")
+            }
+            IdentityFileError::BadMagic => f.write_str("not an identity file"),
+            IdentityFileError::UnsupportedVersion(v) => write!(f, "unsupported version {v}"),
+            IdentityFileError::UnsupportedKeyType(t) => write!(f, "unsupported key type {t}"),
+            IdentityFileError::KeyMismatch => f.write_str("public key does not match secret key"),
+        }
+    }
+}
+
+impl std::error::Error for IdentityFileError {}
+
+/// Why an identity could not be loaded or stored.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum IdentityError {
+    /// Reading or writing the file failed.
+    Io {
+        /// The identity file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The file may be read by its group or by others; fix with `chmod 600`.
+    InsecurePermissions {
+        /// The identity file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file exists but does not hold a valid identity.
+    Corrupt {
+        /// The identity file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: IdentityFileError,
+    },
+}
+
+impl fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdentityError::Io { path, source } => {
+                write!(f, "identity file {}: {source}", path.display())
+            }
+            IdentityError::InsecurePermissions { path, mode } => write!(
+                f,
+                "identity file {} is readable by others (mode {mode:o}); run chmod 600",
+                path.display()
+            ),
+            IdentityError::Corrupt { path, source } => {
+                write!(f, "identity file {} is corrupt: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for IdentityError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IdentityError::Io { source, .. } => Some(source),
+            IdentityError::Corrupt { source, .. } => Some(source),
+            IdentityError::InsecurePermissions { .. } => None,
+        }
+    }
+}
+
+impl Identity {
+    /// Encodes this identity as an identity file's bytes. They contain the secret key.
+    pub fn to_file_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(FILE_LEN));
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.push(KEY_TYPE_ED25519);
+        out.extend_from_slice(self.seed().as_ref());
+        out.extend_from_slice(&self.public.to_bytes());
+        out
+    }
+
+    /// Decodes an identity file's bytes (see [`Identity::to_file_bytes`]).
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Identity, IdentityFileError> {
+        if bytes.len() < FILE_LEN {
+            // Say "not an identity file" rather than "truncated" when even the marker is
+            // wrong: it points the user at the right mistake (a wrong path).
+            let n = bytes.len().min(MAGIC.len());
+            if bytes[..n] != MAGIC[..n] {
+                return Err(IdentityFileError::BadMagic);
+            }
+            return Err(IdentityFileError::Truncated { len: bytes.len() });
+        }
+        if bytes.len() > FILE_LEN {
+            return Err(IdentityFileError::TrailingBytes { len: bytes.len() });
+        }
+        if &bytes[..8] != MAGIC {
+            return Err(IdentityFileError::BadMagic);
+        }
+        if bytes[8] != VERSION {
+            return Err(IdentityFileError::UnsupportedVersion(bytes[8]));
+        }
+        if bytes[9] != KEY_TYPE_ED25519 {
+            return Err(IdentityFileError::UnsupportedKeyType(bytes[9]));
+        }
+        let mut seed = Zeroizing::new([0u8; 32]);
+        seed.copy_from_slice(&bytes[10..42]);
+        let identity = Identity::from_seed(&seed);
+        if identity.public.to_bytes()[..] != bytes[42..74] {
+            return Err(IdentityFileError::KeyMismatch);
+        }
+        Ok(identity)
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {
+    move |source| IdentityError::Io { path: path.to_path_buf(), source }
+}
+
+pub(super) fn load(path: &Path) -> Result<Identity, IdentityError> {
+    let file = fs::File::open(path).map_err(io_err(path))?;
+    let meta = file.metadata().map_err(io_err(path))?;
+    check_permissions(path, &meta)?;
+    let mut bytes = Zeroizing::new(Vec::with_capacity(FILE_LEN));
+    file.take(MAX_READ).read_to_end(&mut bytes).map_err(io_err(path))?;
+    Identity::from_file_bytes(&bytes)
+        .map_err(|source| IdentityError::Corrupt { path: path.to_path_buf(), source })
+}
+
+#[cfg(unix)]
+fn check_permissions(path: &Path, meta: &fs::Metadata) -> Result<(), IdentityError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::InsecurePermissions { path: path.to_path_buf(), mode });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_path: &Path, _meta: &fs::Metadata) -> Result<(), IdentityError> {
+    Ok(())
+}
+
+pub(super) fn load_or_create(path: &Path) -> Result<Identity, IdentityError> {
+    match load(path) {
+        Err(IdentityError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    let identity = Identity::generate();
+    // Write to a private temporary file, then hard-link it into place: the link fails if
+    // someone else created the file meanwhile, and readers never see a half-written file.
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp); // left over by a crashed process with our pid
+    let result = write_new(&tmp, &identity.to_file_bytes()).and_then(|()| {
+        match fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    });
+    let _ = fs::remove_file(&tmp);
+    match result.map_err(io_err(path))? {
+        true => Ok(identity),
+        // Lost the race: use the identity the other process stored.
+        false => load(path),
+    }
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
