@@ -152,11 +152,7 @@ impl AgentAttestation {
     }
 
     /// Checks the attestation against the node you trust, at time `now`.
-    pub fn verify_at(
-        &self,
-        trusted_node: &Identifier,
-        now: SystemTime,
-    ) -> Result<(), AttestationError> {
+    pub fn verify_at(&self, trusted_node: &Identifier, now: SystemTime) -> Result<(), AttestationError> {
         if self.node.identifier() != *trusted_node {
             return Err(AttestationError::UntrustedNode);
         }
@@ -185,8 +181,7 @@ impl AgentAttestation {
     /// Decodes [`AgentAttestation::to_bytes`]; exact length, no trailing bytes. Does not
     /// verify: call [`AgentAttestation::verify`].
     pub fn from_bytes(bytes: &[u8]) -> Result<AgentAttestation, AttestationError> {
-        let bytes: &[u8; ATTESTATION_LEN] =
-            bytes.try_into().map_err(|_| AttestationError::Malformed)?;
+        let bytes: &[u8; ATTESTATION_LEN] = bytes.try_into().map_err(|_| AttestationError::Malformed)?;
         if bytes[0] != ATTESTATION_VERSION {
             return Err(AttestationError::Malformed);
         }
@@ -229,9 +224,15 @@ mod tests {
             node.derive_agent("7").identifier(),
             node.derive_agent_by_id(7).identifier()
         );
-        assert_ne!(node.derive_agent("a").identifier(), node.derive_agent("b").identifier());
+        assert_ne!(
+            node.derive_agent("a").identifier(),
+            node.derive_agent("b").identifier()
+        );
         let other = Identity::from_seed(&[2; 32]);
-        assert_ne!(node.derive_agent("a").identifier(), other.derive_agent("a").identifier());
+        assert_ne!(
+            node.derive_agent("a").identifier(),
+            other.derive_agent("a").identifier()
+        );
     }
 
     #[test]
@@ -240,10 +241,16 @@ mod tests {
         let agent = node.derive_agent("a").identifier();
         let att = node.attest_agent(&agent, Duration::from_secs(60));
         let later = SystemTime::now() + Duration::from_secs(120);
-        assert_eq!(att.verify_at(&node.identifier(), later), Err(AttestationError::Expired));
+        assert_eq!(
+            att.verify_at(&node.identifier(), later),
+            Err(AttestationError::Expired)
+        );
         let mut bytes = att.to_bytes();
         bytes[40] ^= 1; // another agent
         let forged = AgentAttestation::from_bytes(&bytes).unwrap();
-        assert_eq!(forged.verify(&node.identifier()), Err(AttestationError::BadSignature));
+        assert_eq!(
+            forged.verify(&node.identifier()),
+            Err(AttestationError::BadSignature)
+        );
     }
 }

@@ -125,20 +125,12 @@ where
 {
     /// Opens a channel as the initiator (the side that connected), authenticating as
     /// `identity` and accepting the responder only if `policy` allows it.
-    pub async fn initiate(
-        io: IO,
-        identity: &Identity,
-        policy: TrustPolicy,
-    ) -> Result<Self, ChannelError> {
+    pub async fn initiate(io: IO, identity: &Identity, policy: TrustPolicy) -> Result<Self, ChannelError> {
         Self::initiate_with(io, identity, policy, &ChannelConfig::default()).await
     }
 
     /// Opens a channel as the responder (the side that accepted).
-    pub async fn respond(
-        io: IO,
-        identity: &Identity,
-        policy: TrustPolicy,
-    ) -> Result<Self, ChannelError> {
+    pub async fn respond(io: IO, identity: &Identity, policy: TrustPolicy) -> Result<Self, ChannelError> {
         Self::respond_with(io, identity, policy, &ChannelConfig::default()).await
     }
 
@@ -230,8 +222,16 @@ where
     pub fn split(self) -> (ChannelReader<IO>, ChannelWriter<IO>) {
         let (r, w) = tokio::io::split(self.io);
         (
-            ChannelReader { io: r, peer: self.peer, rx: self.rx },
-            ChannelWriter { io: w, peer: self.peer, tx: self.tx },
+            ChannelReader {
+                io: r,
+                peer: self.peer,
+                rx: self.rx,
+            },
+            ChannelWriter {
+                io: w,
+                peer: self.peer,
+                tx: self.tx,
+            },
         )
     }
 

@@ -126,10 +126,8 @@ impl FromStr for Identifier {
         }
         let mut out = [0u8; 32];
         for (i, pair) in bytes[1..].chunks_exact(2).enumerate() {
-            let hi = hex_value(pair[0])
-                .ok_or(ParseIdentifierError::InvalidDigit { position: 1 + 2 * i })?;
-            let lo = hex_value(pair[1])
-                .ok_or(ParseIdentifierError::InvalidDigit { position: 2 + 2 * i })?;
+            let hi = hex_value(pair[0]).ok_or(ParseIdentifierError::InvalidDigit { position: 1 + 2 * i })?;
+            let lo = hex_value(pair[1]).ok_or(ParseIdentifierError::InvalidDigit { position: 2 + 2 * i })?;
             out[i] = hi << 4 | lo;
         }
         Ok(Identifier(out))

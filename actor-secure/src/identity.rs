@@ -146,12 +146,7 @@ impl PublicIdentity {
 
     /// Checks that `signature` was made by this identity for `purpose` over `body`, with
     /// Ed25519 `verify_strict` (no malleable or small-order signatures).
-    pub fn verify(
-        &self,
-        purpose: Purpose,
-        body: &[u8],
-        signature: &Signature,
-    ) -> Result<(), SignatureError> {
+    pub fn verify(&self, purpose: Purpose, body: &[u8], signature: &Signature) -> Result<(), SignatureError> {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
         self.key
             .verify_strict(&signed_bytes(purpose, body), &sig)
@@ -174,7 +169,10 @@ mod tests {
         let id = Identity::generate();
         let sig = id.sign(Purpose::NoiseStaticKey, b"body");
         assert!(id.public().verify(Purpose::NoiseStaticKey, b"body", &sig).is_ok());
-        assert!(id.public().verify(Purpose::AgentAttestation, b"body", &sig).is_err());
+        assert!(id
+            .public()
+            .verify(Purpose::AgentAttestation, b"body", &sig)
+            .is_err());
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub struct HandshakePermit {
 impl HandshakeLimiter {
     /// Allows at most `max` handshakes at the same time.
     pub fn new(max: usize) -> HandshakeLimiter {
-        HandshakeLimiter { permits: Arc::new(Semaphore::new(max)) }
+        HandshakeLimiter {
+            permits: Arc::new(Semaphore::new(max)),
+        }
     }
 
     /// Takes a slot if one is free.

@@ -35,7 +35,11 @@ fn nonce(n: u64) -> Nonce {
 impl CipherState {
     pub(crate) fn new(key: [u8; 32]) -> CipherState {
         let key = Zeroizing::new(key);
-        CipherState { aead: ChaCha20Poly1305::new((&*key).into()), key, n: 0 }
+        CipherState {
+            aead: ChaCha20Poly1305::new((&*key).into()),
+            key,
+            n: 0,
+        }
     }
 
     pub(crate) fn nonce(&self) -> u64 {
@@ -52,7 +56,10 @@ impl CipherState {
         if self.n == u64::MAX {
             return None;
         }
-        let tag = self.aead.encrypt_in_place_detached(&nonce(self.n), &[], buf).ok()?;
+        let tag = self
+            .aead
+            .encrypt_in_place_detached(&nonce(self.n), &[], buf)
+            .ok()?;
         self.n += 1;
         Some(tag.into())
     }
@@ -75,7 +82,11 @@ impl CipherState {
     pub(crate) fn rekey(&mut self) {
         let mut next = Zeroizing::new([0u8; 32]);
         // Encrypting 32 bytes cannot fail (the AEAD only fails on lengths near 2^38).
-        if self.aead.encrypt_in_place_detached(&nonce(u64::MAX), &[], next.as_mut()).is_ok() {
+        if self
+            .aead
+            .encrypt_in_place_detached(&nonce(u64::MAX), &[], next.as_mut())
+            .is_ok()
+        {
             self.aead = ChaCha20Poly1305::new((&*next).into());
             self.key = next;
         }
@@ -84,7 +95,9 @@ impl CipherState {
 
 impl std::fmt::Debug for CipherState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CipherState").field("n", &self.n).finish_non_exhaustive()
+        f.debug_struct("CipherState")
+            .field("n", &self.n)
+            .finish_non_exhaustive()
     }
 }
 

@@ -49,7 +49,11 @@ impl Keys {
 
     fn from_private(private: Zeroizing<[u8; 32]>, e: Option<Zeroizing<[u8; 32]>>) -> Keys {
         let public = MontgomeryPoint::mul_base_clamped(*private).to_bytes();
-        Keys { static_private: private, static_public: public, fixed_ephemeral: e }
+        Keys {
+            static_private: private,
+            static_public: public,
+            fixed_ephemeral: e,
+        }
     }
 
     fn build(&self, initiator: bool) -> Result<HandshakeState, HandshakeError> {
@@ -61,7 +65,11 @@ impl Keys {
         if let Some(e) = &self.fixed_ephemeral {
             builder = builder.fixed_ephemeral_key_for_testing_only(e.as_ref());
         }
-        let hs = if initiator { builder.build_initiator() } else { builder.build_responder() };
+        let hs = if initiator {
+            builder.build_initiator()
+        } else {
+            builder.build_responder()
+        };
         hs.map_err(|_| HandshakeError::Noise)
     }
 }
@@ -78,16 +86,28 @@ struct Machine {
 }
 
 impl Machine {
-    fn new(identity: &Identity, keys: Keys, expires_at: u64, initiator: bool) -> Result<Self, HandshakeError> {
+    fn new(
+        identity: &Identity,
+        keys: Keys,
+        expires_at: u64,
+        initiator: bool,
+    ) -> Result<Self, HandshakeError> {
         let hs = keys.build(initiator)?;
         let payload = HandshakePayload::sign(identity, &keys.static_public, expires_at);
         Ok(Machine { hs, keys, payload })
     }
 
     fn write(&mut self, with_payload: bool) -> Result<Vec<u8>, HandshakeError> {
-        let payload = if with_payload { self.payload.encode().to_vec() } else { Vec::new() };
+        let payload = if with_payload {
+            self.payload.encode().to_vec()
+        } else {
+            Vec::new()
+        };
         let mut out = vec![0u8; MSG2_LEN.max(MSG3_LEN).max(MSG1_LEN)];
-        let n = self.hs.write_message(&payload, &mut out).map_err(|_| HandshakeError::Noise)?;
+        let n = self
+            .hs
+            .write_message(&payload, &mut out)
+            .map_err(|_| HandshakeError::Noise)?;
         out.truncate(n);
         Ok(out)
     }
@@ -106,7 +126,10 @@ impl Machine {
     /// that Noise authenticated.
     fn read_identity(&mut self, msg: &[u8], now: u64) -> Result<PublicIdentity, HandshakeError> {
         let mut payload = [0u8; MSG2_LEN];
-        let n = self.hs.read_message(msg, &mut payload).map_err(|_| HandshakeError::Decrypt)?;
+        let n = self
+            .hs
+            .read_message(msg, &mut payload)
+            .map_err(|_| HandshakeError::Decrypt)?;
         let rs = key32(self.hs.get_remote_static().ok_or(HandshakeError::Noise)?)?;
         if is_low_order_x25519(&rs) {
             return Err(HandshakeError::WeakKey);
@@ -126,7 +149,11 @@ impl Machine {
         let (k1, k2) = self.hs.dangerously_get_raw_split();
         let (k1, k2) = (Zeroizing::new(k1), Zeroizing::new(k2));
         let (send, recv) = if initiator { (*k1, *k2) } else { (*k2, *k1) };
-        Established { peer, send: CipherState::new(send), recv: CipherState::new(recv) }
+        Established {
+            peer,
+            send: CipherState::new(send),
+            recv: CipherState::new(recv),
+        }
     }
 }
 
@@ -173,7 +200,11 @@ impl Responder {
         }
         Machine::check_clear_ephemeral(msg)?;
         let mut payload = [0u8; MSG1_LEN];
-        let n = self.0.hs.read_message(msg, &mut payload).map_err(|_| HandshakeError::Decrypt)?;
+        let n = self
+            .0
+            .hs
+            .read_message(msg, &mut payload)
+            .map_err(|_| HandshakeError::Decrypt)?;
         if n != 0 {
             return Err(HandshakeError::UnexpectedPayload);
         }

@@ -67,7 +67,11 @@ impl Sender {
 
     /// Encrypts one frame onto the end of the buffer.
     fn push_frame(&mut self, kind: FrameKind, body: &[u8]) -> Result<(), ChannelError> {
-        let limit = if kind == FrameKind::Close { u64::MAX } else { DATA_NONCE_LIMIT };
+        let limit = if kind == FrameKind::Close {
+            u64::MAX
+        } else {
+            DATA_NONCE_LIMIT
+        };
         if self.cipher.nonce() >= limit {
             return Err(ChannelError::NonceExhausted);
         }
@@ -96,13 +100,20 @@ impl Sender {
     {
         self.check_open()?;
         if msg.len() > self.max_message {
-            return Err(ChannelError::MessageTooLarge { limit: self.max_message });
+            return Err(ChannelError::MessageTooLarge {
+                limit: self.max_message,
+            });
         }
         // Refuse up front if the whole message (with any rekey frames) would not fit in the
         // nonces left, so the peer never sees half a message.
         let frames = msg.len().div_ceil(MAX_FRAME_BODY).max(1) as u64;
         let needed = frames + frames / self.rekey_after + 1;
-        if self.cipher.nonce().checked_add(needed).is_none_or(|end| end > DATA_NONCE_LIMIT) {
+        if self
+            .cipher
+            .nonce()
+            .checked_add(needed)
+            .is_none_or(|end| end > DATA_NONCE_LIMIT)
+        {
             self.state = State::Broken;
             return Err(ChannelError::NonceExhausted);
         }
@@ -126,7 +137,11 @@ impl Sender {
             }
             let take = rest.len().min(MAX_FRAME_BODY);
             let (chunk, tail) = rest.split_at(take);
-            let kind = if tail.is_empty() { FrameKind::Data } else { FrameKind::More };
+            let kind = if tail.is_empty() {
+                FrameKind::Data
+            } else {
+                FrameKind::More
+            };
             self.push_frame(kind, chunk)?;
             self.since_rekey += 1;
             rest = tail;
@@ -178,7 +193,11 @@ impl Sender {
             Ok(())
         }
         .await;
-        self.state = if result.is_ok() { State::Closed } else { State::Broken };
+        self.state = if result.is_ok() {
+            State::Closed
+        } else {
+            State::Broken
+        };
         result
     }
 }
@@ -225,7 +244,11 @@ impl Receiver {
         }
         let result = self.recv_inner(io).await;
         if let Err(e) = &result {
-            self.state = if matches!(e, ChannelError::Closed) { State::Closed } else { State::Broken };
+            self.state = if matches!(e, ChannelError::Closed) {
+                State::Closed
+            } else {
+                State::Broken
+            };
             self.assembly = BytesMut::new();
             self.buf = BytesMut::new();
             if matches!(e, ChannelError::Decrypt | ChannelError::Protocol(_)) {
@@ -245,14 +268,18 @@ impl Receiver {
             frame.advance(2);
             let text_len = len - TAG_LEN;
             let (text, tag) = frame.split_at_mut(text_len);
-            self.cipher.decrypt(text, tag).map_err(|_| ChannelError::Decrypt)?;
+            self.cipher
+                .decrypt(text, tag)
+                .map_err(|_| ChannelError::Decrypt)?;
             let (kind, body) = decode_frame_plaintext(&frame[..text_len])
                 .map_err(|_| ChannelError::Protocol("bad frame"))?;
             let body_len = body.len();
             match kind {
                 FrameKind::Data if !self.assembling => {
                     if body_len > self.max_message {
-                        return Err(ChannelError::MessageTooLarge { limit: self.max_message });
+                        return Err(ChannelError::MessageTooLarge {
+                            limit: self.max_message,
+                        });
                     }
                     if body_len >= ZERO_COPY_MIN {
                         frame.advance(1);
@@ -263,7 +290,9 @@ impl Receiver {
                 }
                 FrameKind::Data | FrameKind::More => {
                     if self.assembly.len() + body_len > self.max_message {
-                        return Err(ChannelError::MessageTooLarge { limit: self.max_message });
+                        return Err(ChannelError::MessageTooLarge {
+                            limit: self.max_message,
+                        });
                     }
                     self.assembly.extend_from_slice(&frame[1..text_len]);
                     if kind == FrameKind::Data {

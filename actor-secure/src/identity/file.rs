@@ -165,7 +165,10 @@ impl Identity {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io { path: path.to_path_buf(), source }
+    move |source| IdentityError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub(super) fn load(path: &Path) -> Result<Identity, IdentityError> {
@@ -173,9 +176,13 @@ pub(super) fn load(path: &Path) -> Result<Identity, IdentityError> {
     let meta = file.metadata().map_err(io_err(path))?;
     check_permissions(path, &meta)?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(FILE_LEN));
-    file.take(MAX_READ).read_to_end(&mut bytes).map_err(io_err(path))?;
-    Identity::from_file_bytes(&bytes)
-        .map_err(|source| IdentityError::Corrupt { path: path.to_path_buf(), source })
+    file.take(MAX_READ)
+        .read_to_end(&mut bytes)
+        .map_err(io_err(path))?;
+    Identity::from_file_bytes(&bytes).map_err(|source| IdentityError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(unix)]
@@ -183,7 +190,10 @@ fn check_permissions(path: &Path, meta: &fs::Metadata) -> Result<(), IdentityErr
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(IdentityError::InsecurePermissions { path: path.to_path_buf(), mode });
+        return Err(IdentityError::InsecurePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -205,15 +215,16 @@ pub(super) fn load_or_create(path: &Path) -> Result<Identity, IdentityError> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp); // left over by a crashed process with our pid
-    let result = write_new(&tmp, &identity.to_file_bytes()).and_then(|()| {
-        match fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
+    let result = write_new(&tmp, &identity.to_file_bytes()).and_then(|()| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
     });
     let _ = fs::remove_file(&tmp);
     match result.map_err(io_err(path))? {
