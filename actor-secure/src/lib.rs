@@ -45,7 +45,7 @@ pub mod signing;
 mod trust;
 pub mod wire;
 
-pub use agent::{AgentAttestation, AttestationError};
+pub use agent::{AgentAttestation, AgentIdentityExt, AttestationError};
 pub use channel::{ChannelConfig, ChannelReader, ChannelWriter, SecureChannel};
 pub use error::{ChannelError, HandshakeError, PayloadError};
 pub use identifier::{Identifier, ParseIdentifierError};
