@@ -5,8 +5,11 @@ use std::time::{Duration, Instant};
 /// The workloads, in table order.
 pub const WORKLOADS: &[&str] = &["tell", "ask", "fanin", "spawn", "restart"];
 
-/// The frameworks, in table order.
-pub const FRAMEWORKS: &[&str] = &["tokio", "actix", "ractor", "kameo", "troupe"];
+/// Every framework row, in table order (`actix-2t` is opt-in).
+pub const FRAMEWORKS: &[&str] = &["tokio", "actix", "actix-2t", "ractor", "kameo", "troupe"];
+
+/// The rows run when `--frameworks` is not given.
+pub const DEFAULT_FRAMEWORKS: &[&str] = &["tokio", "actix", "ractor", "kameo", "troupe"];
 
 /// Message counts, already scaled.
 #[derive(Clone, Copy, Debug)]

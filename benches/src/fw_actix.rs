@@ -50,6 +50,70 @@ where
     out
 }
 
+/// Opt-in variant (`--frameworks actix-2t`): the counter runs on a second Arbiter (its own
+/// thread) while the senders stay on the System's thread, as in peers.md's
+/// "actix, agent on a 2nd thread" row. Only tell, ask and fanin.
+pub fn run_two_threads(workload: &str, p: Params) -> Outcome {
+    fn counter_elsewhere(arb: &Arbiter) -> Addr<Counter> {
+        Counter::start_in_arbiter(&arb.handle(), |_| Counter::default())
+    }
+    match workload {
+        "tell" => on_system(move || async move {
+            let arb = Arbiter::new();
+            let warm = counter_elsewhere(&arb);
+            for _ in 0..p.tell / 10 {
+                warm.do_send(Add(1));
+            }
+            assert_eq!(warm.send(Get).await.unwrap(), p.tell / 10);
+            let c = counter_elsewhere(&arb);
+            let t = now();
+            for _ in 0..p.tell {
+                c.do_send(Add(1));
+            }
+            let total = c.send(Get).await.unwrap();
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_mps", mps(p.tell, d))])
+        }),
+        "ask" => on_system(move || async move {
+            let arb = Arbiter::new();
+            let c = counter_elsewhere(&arb);
+            for _ in 0..p.ask / 10 {
+                std::hint::black_box(c.send(Get).await.unwrap());
+            }
+            let t = now();
+            for _ in 0..p.ask {
+                std::hint::black_box(c.send(Get).await.unwrap());
+            }
+            Outcome::Metrics(vec![("ask_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "fanin" => on_system(move || async move {
+            let arb = Arbiter::new();
+            let c = counter_elsewhere(&arb);
+            let t = now();
+            let senders: Vec<_> = (0..p.fanin_senders)
+                .map(|_| {
+                    let c = c.clone();
+                    actix_rt::spawn(async move {
+                        for _ in 0..p.fanin_per {
+                            c.do_send(Add(1));
+                        }
+                    })
+                })
+                .collect();
+            for s in senders {
+                s.await.expect("sender");
+            }
+            let total = c.send(Get).await.unwrap();
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_mps", mps(n, d))])
+        }),
+        _ => Outcome::NotApplicable(""),
+    }
+}
+
 pub fn run(workload: &str, p: Params) -> Outcome {
     match workload {
         "tell" => on_system(move || async move {

@@ -35,7 +35,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: troupe-benches [--runs N] [--frameworks LIST] [--workloads LIST] [--scale F] \
          [--out FILE] [--timeout SECS]\n\
-         frameworks: {} (comma-separated)\n\
+         frameworks: {} (comma-separated; default: all but actix-2t)\n\
          workloads:  {} (comma-separated)",
         FRAMEWORKS.join(","),
         WORKLOADS.join(",")
@@ -66,7 +66,7 @@ fn parse_list(v: &str, allowed: &[&str]) -> Vec<String> {
 fn parse_args() -> Args {
     let mut a = Args {
         runs: 3,
-        frameworks: FRAMEWORKS.iter().map(|s| s.to_string()).collect(),
+        frameworks: DEFAULT_FRAMEWORKS.iter().map(|s| s.to_string()).collect(),
         workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
         scale: 1.0,
         out: None,
@@ -111,6 +111,7 @@ fn child(fw: &str, wl: &str, scale: f64) {
     let out = match fw {
         "tokio" => fw_tokio::run(wl, p),
         "actix" => fw_actix::run(wl, p),
+        "actix-2t" => fw_actix::run_two_threads(wl, p),
         "ractor" => fw_ractor::run(wl, p),
         "kameo" => fw_kameo::run(wl, p),
         #[cfg(feature = "troupe")]
@@ -269,6 +270,10 @@ fn row_label(fw: &str) -> String {
         ),
         "actix" => format!(
             "actix {} (own System: one current-thread Arbiter)",
+            env!("BENCH_VERSION_ACTIX")
+        ),
+        "actix-2t" => format!(
+            "actix {}, agent on a 2nd Arbiter thread (opt-in)",
             env!("BENCH_VERSION_ACTIX")
         ),
         "ractor" => format!("ractor {} (unbounded)", env!("BENCH_VERSION_RACTOR")),
