@@ -52,6 +52,12 @@ impl Identity {
     /// Signs "the agent `agent` is hosted by this node", valid for `valid_for`.
     pub fn attest_agent(&self, agent: &Identifier, valid_for: Duration) -> AgentAttestation {
         let expires_at = unix_secs(SystemTime::now()).saturating_add(valid_for.as_secs());
+        self.attest_agent_until(agent, expires_at)
+    }
+
+    /// Signs "the agent `agent` is hosted by this node", valid until `expires_at` (Unix
+    /// seconds).
+    pub fn attest_agent_until(&self, agent: &Identifier, expires_at: u64) -> AgentAttestation {
         let body = attestation_body(&self.identifier(), agent, expires_at);
         AgentAttestation {
             node: *self.public(),

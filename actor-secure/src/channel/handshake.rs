@@ -295,3 +295,82 @@ where
         Err(_) => Err(ChannelError::Timeout),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The whole wire transcript with fixed keys, pinned in `tests/vectors/transcript.txt`.
+    //! Run with `TROUPE_UPDATE_VECTORS=1` to rewrite the file after a deliberate change.
+
+    use super::*;
+    use crate::channel::transport::Sender;
+
+    const EXPIRES: u64 = 1_900_000_000;
+    const NOW: u64 = 1_800_000_000;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    async fn frames(sender: &mut Sender, msgs: &[&[u8]], close: bool) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for m in msgs {
+            sender.feed(&mut wire, m).await.unwrap();
+        }
+        sender.flush(&mut wire).await.unwrap();
+        if close {
+            sender.close(&mut wire).await.unwrap();
+        }
+        wire
+    }
+
+    #[tokio::test]
+    async fn transcript_with_fixed_keys_matches_the_golden_vector() {
+        let alice = Identity::from_seed(&[0xa1; 32]);
+        let bob = Identity::from_seed(&[0xb0; 32]);
+        let mut i = Initiator::new(&alice, Keys::fixed([0x11; 32], [0x12; 32]), EXPIRES).unwrap();
+        let mut r = Responder::new(&bob, Keys::fixed([0x21; 32], [0x22; 32]), EXPIRES).unwrap();
+        let msg1 = i.write_msg1().unwrap();
+        r.read_msg1(&msg1).unwrap();
+        let msg2 = r.write_msg2().unwrap();
+        let bob_pub = i.read_msg2(&msg2, NOW).unwrap();
+        let msg3 = i.write_msg3().unwrap();
+        let alice_pub = r.read_msg3(&msg3, NOW).unwrap();
+        assert_eq!(bob_pub.identifier(), bob.identifier());
+        assert_eq!(alice_pub.identifier(), alice.identifier());
+        let a = i.finish(bob_pub);
+        let b = r.finish(alice_pub);
+        let mut a_tx = Sender::new(a.send, 2, 1 << 20);
+        let mut b_tx = Sender::new(b.send, 1 << 20, 1 << 20);
+        let big = vec![0x5a; crate::wire::MAX_FRAME_BODY + 3];
+        let a_frames = frames(&mut a_tx, &[b"hello", b"", b"third", &big[..]], true).await;
+        let b_frames = frames(&mut b_tx, &[b"world"], false).await;
+
+        // The receiving sides accept exactly these bytes.
+        let mut a_rx =
+            super::super::transport::Receiver::new(b.recv, 1 << 20, std::time::Duration::from_secs(1));
+        let mut wire = &a_frames[..];
+        for want in [&b"hello"[..], b"", b"third", &big[..]] {
+            assert_eq!(&a_rx.recv(&mut wire).await.unwrap()[..], want);
+        }
+        assert!(matches!(a_rx.recv(&mut wire).await, Err(ChannelError::Closed)));
+        drop(a.recv);
+
+        // The large message is only pinned by its hash to keep the file small.
+        use sha2::Digest;
+        let got = format!(
+            "msg1 {}\nmsg2 {}\nmsg3 {}\ninitiator_frames_sha256 {}\ninitiator_frames_head {}\nresponder_frames {}\n",
+            hex(&msg1),
+            hex(&msg2),
+            hex(&msg3),
+            hex(&sha2::Sha256::digest(&a_frames)),
+            hex(&a_frames[..80]),
+            hex(&b_frames),
+        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/transcript.txt");
+        if std::env::var_os("TROUPE_UPDATE_VECTORS").is_some() {
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).expect("golden vector file");
+        assert_eq!(got, want, "wire format changed; see the module docs to update");
+    }
+}

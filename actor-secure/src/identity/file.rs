@@ -219,8 +219,11 @@ pub(super) fn load_or_create(path: &Path) -> Result<Identity, IdentityError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&tmp); // left over by a crashed process with our pid
+    // A random suffix: several threads or processes may be creating at once.
+    let mut salt = [0u8; 8];
+    getrandom::getrandom(&mut salt).map_err(|e| io_err(path)(io::Error::other(e.to_string())))?;
+    let salt = u64::from_le_bytes(salt);
+    let tmp = dir.join(format!(".{name}.{}.{salt:016x}.tmp", std::process::id()));
     let result = write_new(&tmp, &identity.to_file_bytes()).and_then(|()| match fs::hard_link(&tmp, path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
