@@ -42,6 +42,29 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
         }
     });
 
+    // Point at the user's type when an argument or return value cannot cross tasks.
+    let send_checks = model.handlers.iter().flat_map(|h| {
+        h.args
+            .iter()
+            .map(|a| &a.ty)
+            .chain(std::iter::once(&h.ret))
+            .map(|ty| {
+                quote_spanned! {syn::spanned::Spanned::span(ty)=>
+                    assert_send::<#ty>();
+                }
+            })
+    });
+    let send_checks = (!generics.params.is_empty())
+        .then(TokenStream::new)
+        .unwrap_or_else(|| {
+            quote! {
+                const _: fn() = || {
+                    fn assert_send<T: ::core::marker::Send + 'static>() {}
+                    #(#send_checks)*
+                };
+            }
+        });
+
     let mut msg_variants = Vec::new();
     let mut reply_variants = Vec::new();
     let mut arms = Vec::new();
@@ -142,6 +165,8 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
     quote! {
         #item
 
+        #send_checks
+
         #[doc = #msg_doc]
         #serde_attrs
         #[allow(unreachable_pub, private_interfaces, private_bounds, clippy::enum_variant_names)]
@@ -204,7 +229,7 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                 fn options() -> #krate::Options {
                     #[allow(unused_imports)]
                     use #krate::__private::{ViaDefaultOptions as _, ViaStructOptions as _};
-                    (&#krate::__private::OptionsProbe::<Self>::new()).troupe_options()
+                    (&&#krate::__private::OptionsProbe::<Self>::new()).troupe_options()
                 }
 
                 fn handle(&mut self, msg: Self::Msg, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = Self::Reply> + ::core::marker::Send {

@@ -172,7 +172,7 @@ impl AgentImpl {
                         errors.push(
                             f.sig.ident.span(),
                             format!(
-                                "handler name `{method}` clashes with `{owner}` on `ActorRef`; rename the handler"
+                                "handler name `{method}` clashes with `{owner}`, which `ActorRef` already has; rename the handler"
                             ),
                         );
                     }

@@ -1,0 +1,13 @@
+use troupe::prelude::*;
+
+pub struct Greeter;
+
+#[agent]
+impl Greeter {
+    #[handle]
+    fn greet(&self, name: &str) -> String {
+        format!("hello {name}")
+    }
+}
+
+fn main() {}
