@@ -310,6 +310,34 @@ fn medians(samples: &Samples, fw: &str, wl: &str, key: &str) -> (Option<f64>, Op
     (median(&mut vals), note)
 }
 
+/// The troupe commit measured, and whether its sources had uncommitted changes.
+fn troupe_rev() -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let git = |a: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(a)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(rev) => {
+            let dirty = git(&["status", "--porcelain", "--", "src", "actor-core", "actor-macros", "Cargo.toml"])
+                .map(|s| !s.is_empty())
+                .unwrap_or(false);
+            if dirty {
+                format!("troupe at {rev} plus uncommitted changes")
+            } else {
+                format!("troupe at {rev}")
+            }
+        }
+        None => "troupe commit unknown".to_string(),
+    }
+}
+
 fn render(args: &Args, samples: &Samples, cmdline: &str, wall: Duration) -> String {
     let mut s = String::new();
     let cols: Vec<&(&str, &str, &str)> = COLUMNS
@@ -319,9 +347,10 @@ fn render(args: &Args, samples: &Samples, cmdline: &str, wall: Duration) -> Stri
     s += &format!(
         "Medians of {} interleaved run(s), scale {}; each (framework, workload) pair in a fresh \
          process; tokio multi-thread runtime with 2 workers (actix: its own System, agents and \
-         senders on its one Arbiter thread). {}, {} cores. Wall time {:.0} s.\n\n",
+         senders on its one Arbiter thread). {}; {}, {} cores. Wall time {:.0} s.\n\n",
         args.runs,
         args.scale,
+        troupe_rev(),
         env!("BENCH_RUSTC"),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         wall.as_secs_f64()
