@@ -601,3 +601,32 @@ async fn on_start_runs_before_the_first_message_and_can_use_myself() {
     assert!(got.contains(&"from on_start") && got.contains(&"first call"));
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_agent_that_never_got_a_message_still_stops_and_runs_on_stop() {
+    pub struct Quiet {
+        stopped: Arc<Mutex<Vec<String>>>,
+    }
+    #[agent]
+    impl Quiet {
+        #[handle]
+        fn hello(&self) {}
+        #[on_stop]
+        fn bye(&mut self, reason: &StopReason) {
+            self.stopped.lock().push(reason.to_string());
+        }
+    }
+    let system = System::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let a = system.spawn(Quiet { stopped: log.clone() });
+    let b = system.spawn(Quiet { stopped: log.clone() });
+    assert_eq!(system.agent_count(), 2);
+    assert!(a.is_alive());
+    assert!(a.stop_gracefully());
+    a.stopped().await;
+    system.shutdown().await;
+    assert!(!b.is_alive());
+    let mut got = log.lock().clone();
+    got.sort();
+    assert_eq!(got, vec!["normal".to_string(), "shutdown".to_string()]);
+}

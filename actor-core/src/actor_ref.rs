@@ -84,7 +84,7 @@ impl<A: Agent> RawRef<A> {
     }
 
     pub(crate) fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
-        self.cell().mailbox().try_push(env)
+        self.cell().try_push(env)
     }
 
     pub(crate) fn poll_push(
@@ -92,7 +92,7 @@ impl<A: Agent> RawRef<A> {
         cx: &mut Context<'_>,
         slot: &mut Option<Envelope<A>>,
     ) -> Poll<Result<(), Envelope<A>>> {
-        self.cell().mailbox().poll_push(cx, slot)
+        self.cell().poll_push(cx, slot)
     }
 }
 
@@ -123,7 +123,7 @@ impl<A: Agent> ActorRef<A> {
 
     /// True until the agent has stopped and its mailbox is closed.
     pub fn is_alive(&self) -> bool {
-        !self.raw().cell().mailbox().is_closed()
+        !self.raw().cell().is_closed()
     }
 
     /// Asks the agent to stop after the message it is handling; messages still queued

@@ -21,6 +21,11 @@ pub trait Agent: Sized + Send + 'static {
     /// The typed client that [`ActorRef<Self>`](crate::ActorRef) dereferences to.
     type Client: AgentClient<Self>;
 
+    /// True when the agent has an `#[on_start]` hook, which must run at spawn time;
+    /// other agents start on their first message. Set by `#[agent]`.
+    #[doc(hidden)]
+    const EAGER_START: bool = false;
+
     /// Runtime options (mailbox capacity, ...), from `#[agent(..)]` on the struct.
     fn options() -> Options {
         Options::default()

@@ -13,12 +13,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Poll};
 
-use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::mailbox::{Mailbox, Received, Signal};
+use crate::mailbox::{Mailbox, Received, Signal, Wake};
 use crate::system::SystemInner;
 use crate::{ActorId, ActorRef, Agent, CallError, Context, StopReason};
 
@@ -35,34 +34,27 @@ pub(crate) struct Envelope<A: Agent> {
 pub(crate) struct Cell<A: Agent> {
     id: ActorId,
     slot: usize,
-    mailbox: Mailbox<Envelope<A>>,
-    system: Arc<SystemInner>,
     registered: AtomicBool,
-    termination: Mutex<Termination>,
-}
-
-#[derive(Default)]
-struct Termination {
-    done: bool,
-    waiters: Vec<Waker>,
+    system: Arc<SystemInner>,
+    /// Until the first delivery, the agent itself is parked in the mailbox.
+    mailbox: Mailbox<Envelope<A>, A>,
 }
 
 /// What the system needs of any cell, whatever its agent type.
 pub(crate) trait AnyCell: Send + Sync {
-    fn request_stop(&self, reason: StopReason) -> bool;
+    fn request_stop(self: Arc<Self>, reason: StopReason) -> bool;
     fn poll_terminated(&self, cx: &mut TaskContext<'_>) -> Poll<()>;
     fn is_terminated(&self) -> bool;
 }
 
 impl<A: Agent> Cell<A> {
-    pub(crate) fn new(id: ActorId, slot: usize, capacity: usize, system: Arc<SystemInner>) -> Self {
+    pub(crate) fn new(id: ActorId, slot: usize, capacity: usize, system: Arc<SystemInner>, parked: Option<A>) -> Self {
         Cell {
             id,
             slot,
-            mailbox: Mailbox::new(capacity),
-            system,
             registered: AtomicBool::new(false),
-            termination: Mutex::new(Termination::default()),
+            system,
+            mailbox: Mailbox::new(capacity, parked),
         }
     }
 
@@ -70,27 +62,62 @@ impl<A: Agent> Cell<A> {
         self.id
     }
 
-    pub(crate) fn mailbox(&self) -> &Mailbox<Envelope<A>> {
-        &self.mailbox
+    pub(crate) fn is_closed(&self) -> bool {
+        self.mailbox.is_closed()
     }
 
     pub(crate) fn mark_registered(&self) {
         self.registered.store(true, Ordering::SeqCst);
     }
 
-    pub(crate) fn request_stop(&self, reason: StopReason) -> bool {
-        self.mailbox.signal(Signal::Stop(reason))
+    /// Starts the agent's task over this cell.
+    pub(crate) fn start(self: &Arc<Self>, agent: A) {
+        let myself = ActorRef::from_raw(crate::RawRef::local(self.clone()));
+        let ctx = Context::new(myself, crate::System::from_inner(self.system.clone()));
+        self.system.start(run(agent, ctx));
+    }
+
+    fn wake(self: &Arc<Self>, wake: Wake<A>) {
+        match wake {
+            Wake::Nothing => {}
+            Wake::Task(w) => w.wake(),
+            Wake::Start(agent) => self.start(agent),
+        }
+    }
+
+    pub(crate) fn try_push(self: &Arc<Self>, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
+        let wake = self.mailbox.try_push(env)?;
+        self.wake(wake);
+        Ok(())
+    }
+
+    pub(crate) fn poll_push(
+        self: &Arc<Self>,
+        cx: &mut TaskContext<'_>,
+        slot: &mut Option<Envelope<A>>,
+    ) -> Poll<Result<(), Envelope<A>>> {
+        match self.mailbox.poll_push(cx, slot) {
+            Poll::Ready(Ok(wake)) => {
+                self.wake(wake);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(env)) => Poll::Ready(Err(env)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    pub(crate) fn request_stop(self: &Arc<Self>, reason: StopReason) -> bool {
+        match self.mailbox.signal(Signal::Stop(reason)) {
+            Some(wake) => {
+                self.wake(wake);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn poll_terminated(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let mut t = self.termination.lock();
-        if t.done {
-            return Poll::Ready(());
-        }
-        if !t.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            t.waiters.push(cx.waker().clone());
-        }
-        Poll::Pending
+        self.mailbox.poll_terminated(cx)
     }
 
     /// The instance is gone for good: drop the registry names, leave the system's
@@ -99,21 +126,14 @@ impl<A: Agent> Cell<A> {
         if self.registered.load(Ordering::SeqCst) {
             self.system.registry.remove_agent(self.id);
         }
-        let waiters = {
-            let mut t = self.termination.lock();
-            t.done = true;
-            std::mem::take(&mut t.waiters)
-        };
-        for w in waiters {
-            w.wake();
-        }
+        self.mailbox.terminate();
         self.system.agent_exited(self.slot);
     }
 }
 
 impl<A: Agent> AnyCell for Cell<A> {
-    fn request_stop(&self, reason: StopReason) -> bool {
-        Cell::request_stop(self, reason)
+    fn request_stop(self: Arc<Self>, reason: StopReason) -> bool {
+        Cell::request_stop(&self, reason)
     }
 
     fn poll_terminated(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
@@ -121,15 +141,13 @@ impl<A: Agent> AnyCell for Cell<A> {
     }
 
     fn is_terminated(&self) -> bool {
-        self.termination.lock().done
+        self.mailbox.is_terminated()
     }
 }
 
 impl<A: Agent> fmt::Debug for Cell<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cell")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("Cell").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -193,14 +211,9 @@ async fn serve<A: Agent>(
                 return reason;
             }
             if cell.mailbox.has_signal() {
-                let mut none = VecDeque::new();
-                if let Poll::Ready(Received::Signal(Signal::Stop(reason))) = cell
-                    .mailbox
-                    .poll_recv(&mut TaskContext::from_waker(Waker::noop()), &mut none)
-                {
+                if let Some(Signal::Stop(reason)) = cell.mailbox.take_signal() {
                     return reason;
                 }
-                // `none` stays empty: a signal was pending, so no batch was taken.
             }
         }
         // Let other tasks on this worker run between batches of a busy agent.
@@ -235,14 +248,20 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Builds the cell, registers it with the system and starts the agent's task.
+/// Builds the cell and registers it with the system. An agent with an `#[on_start]`
+/// hook starts at once; any other starts on its first message or signal (until then it
+/// is only its cell: nothing it could observe differs, and an idle agent costs no task).
 pub(crate) fn spawn<A: Agent>(system: &crate::System, agent: A) -> ActorRef<A> {
     let capacity = A::options().mailbox;
-    let cell: Arc<Cell<A>> = system
-        .inner()
-        .track(|slot| Cell::new(ActorId::next(), slot, capacity, system.inner().clone()));
-    let myself = ActorRef::from_raw(crate::RawRef::local(cell));
-    let ctx = Context::new(myself.clone(), system.clone());
-    system.inner().start(run(agent, ctx));
-    myself
+    let inner = system.inner();
+    if A::EAGER_START {
+        let cell: Arc<Cell<A>> =
+            inner.track(|slot| Cell::new(ActorId::next(), slot, capacity, inner.clone(), None));
+        cell.start(agent);
+        ActorRef::from_raw(crate::RawRef::local(cell))
+    } else {
+        let cell: Arc<Cell<A>> =
+            inner.track(|slot| Cell::new(ActorId::next(), slot, capacity, inner.clone(), Some(agent)));
+        ActorRef::from_raw(crate::RawRef::local(cell))
+    }
 }

@@ -131,7 +131,7 @@ impl<A: Agent> Context<A> {
             t.cancel();
         }
         for c in &extras.children {
-            c.request_stop(StopReason::Shutdown);
+            c.clone().request_stop(StopReason::Shutdown);
         }
         for c in &extras.children {
             poll_fn(|cx| c.poll_terminated(cx)).await;

@@ -7,6 +7,12 @@
 //! stored by value (the generated enum): nothing is boxed. Signals (stop, and later link
 //! and monitor notices) go to a separate lane that bypasses the capacity and is checked
 //! between messages, so a full mailbox never blocks a stop.
+//!
+//! An agent that has not started yet is *parked* in the mailbox (`Rx::Parked`): it has no
+//! task until the first message or signal arrives, and the sender that delivers it gets
+//! the parked value back to start the task. Rarely used state (signals, waiting senders,
+//! termination waiters) lives in a box allocated on first use, so an idle agent's
+//! mailbox is a few words.
 
 use std::collections::VecDeque;
 use std::mem;
@@ -33,37 +39,85 @@ pub(crate) enum Received {
     Batch,
 }
 
-pub(crate) struct Mailbox<M> {
+/// What a sender must do after enqueueing, outside the lock.
+#[must_use]
+pub(crate) enum Wake<P> {
+    /// The receiver is running or already woken.
+    Nothing,
+    /// Wake the receiver's task.
+    Task(Waker),
+    /// The receiver was parked: start it.
+    Start(P),
+}
+
+impl<P> Wake<P> {
+    fn take(rx: &mut Rx<P>) -> Self {
+        match mem::replace(rx, Rx::Running) {
+            Rx::Running => Wake::Nothing,
+            Rx::Waiting(w) => Wake::Task(w),
+            Rx::Parked(p) => Wake::Start(p),
+        }
+    }
+}
+
+/// The receiving side's state.
+enum Rx<P> {
+    /// Its task is running (or has been woken and will look at the queue).
+    Running,
+    /// Its task waits for a message or signal.
+    Waiting(Waker),
+    /// It has no task yet: the first delivery starts it.
+    Parked(P),
+}
+
+pub(crate) struct Mailbox<M, P> {
     capacity: usize,
     has_signal: AtomicBool,
-    state: Mutex<State<M>>,
+    state: Mutex<State<M, P>>,
 }
 
-struct State<M> {
+struct State<M, P> {
     queue: VecDeque<M>,
-    signals: VecDeque<Signal>,
-    receiver: Option<Waker>,
-    senders: Vec<Waker>,
+    rx: Rx<P>,
+    rare: Option<Box<Rare>>,
     closed: bool,
+    terminated: bool,
 }
 
-impl<M> Mailbox<M> {
-    pub(crate) fn new(capacity: usize) -> Self {
+#[derive(Default)]
+struct Rare {
+    signals: VecDeque<Signal>,
+    senders: Vec<Waker>,
+    stop_waiters: Vec<Waker>,
+}
+
+fn push_waker(list: &mut Vec<Waker>, waker: &Waker) {
+    if !list.iter().any(|w| w.will_wake(waker)) {
+        list.push(waker.clone());
+    }
+}
+
+impl<M, P> Mailbox<M, P> {
+    /// A mailbox whose receiver is `parked` (started on first delivery) or running.
+    pub(crate) fn new(capacity: usize, parked: Option<P>) -> Self {
         Mailbox {
             capacity: capacity.max(1),
             has_signal: AtomicBool::new(false),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
-                signals: VecDeque::new(),
-                receiver: None,
-                senders: Vec::new(),
+                rx: match parked {
+                    Some(p) => Rx::Parked(p),
+                    None => Rx::Running,
+                },
+                rare: None,
                 closed: false,
+                terminated: false,
             }),
         }
     }
 
     /// Enqueues without waiting: `Err((msg, true))` when full, `Err((msg, false))` when closed.
-    pub(crate) fn try_push(&self, msg: M) -> Result<(), (M, bool)> {
+    pub(crate) fn try_push(&self, msg: M) -> Result<Wake<P>, (M, bool)> {
         let mut st = self.state.lock();
         if st.closed {
             return Err((msg, false));
@@ -72,53 +126,36 @@ impl<M> Mailbox<M> {
             return Err((msg, true));
         }
         st.queue.push_back(msg);
-        let waker = st.receiver.take();
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Ok(())
+        Ok(Wake::take(&mut st.rx))
     }
 
     /// Enqueues the message in `slot`, waiting for room. `Ready(Err(msg))` when closed.
-    pub(crate) fn poll_push(&self, cx: &mut Context<'_>, slot: &mut Option<M>) -> Poll<Result<(), M>> {
+    pub(crate) fn poll_push(&self, cx: &mut Context<'_>, slot: &mut Option<M>) -> Poll<Result<Wake<P>, M>> {
         let Some(msg) = slot.take() else {
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(Wake::Nothing));
         };
         let mut st = self.state.lock();
         if st.closed {
             return Poll::Ready(Err(msg));
         }
         if st.queue.len() >= self.capacity {
-            if !st.senders.iter().any(|w| w.will_wake(cx.waker())) {
-                st.senders.push(cx.waker().clone());
-            }
+            push_waker(&mut st.rare.get_or_insert_with(Box::default).senders, cx.waker());
             *slot = Some(msg);
             return Poll::Pending;
         }
         st.queue.push_back(msg);
-        let waker = st.receiver.take();
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(Wake::take(&mut st.rx)))
     }
 
-    /// Delivers a signal ahead of queued messages. False when the mailbox is closed.
-    pub(crate) fn signal(&self, signal: Signal) -> bool {
+    /// Delivers a signal ahead of queued messages. `None` when the mailbox is closed.
+    pub(crate) fn signal(&self, signal: Signal) -> Option<Wake<P>> {
         let mut st = self.state.lock();
         if st.closed {
-            return false;
+            return None;
         }
-        st.signals.push_back(signal);
+        st.rare.get_or_insert_with(Box::default).signals.push_back(signal);
         self.has_signal.store(true, Ordering::Release);
-        let waker = st.receiver.take();
-        drop(st);
-        if let Some(w) = waker {
-            w.wake();
-        }
-        true
+        Some(Wake::take(&mut st.rx))
     }
 
     /// Cheap check, between messages of a batch, for a pending signal.
@@ -126,28 +163,40 @@ impl<M> Mailbox<M> {
         self.has_signal.load(Ordering::Acquire)
     }
 
+    /// Takes the next pending signal, if any.
+    pub(crate) fn take_signal(&self) -> Option<Signal> {
+        let mut st = self.state.lock();
+        Self::pop_signal(&mut st, &self.has_signal)
+    }
+
+    fn pop_signal(st: &mut State<M, P>, flag: &AtomicBool) -> Option<Signal> {
+        let rare = st.rare.as_mut()?;
+        let sig = rare.signals.pop_front();
+        if rare.signals.is_empty() {
+            flag.store(false, Ordering::Release);
+        }
+        sig
+    }
+
     /// Takes the next signal, or else moves every queued message into `batch` (which
     /// must be empty), or else registers the receiver's waker.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>, batch: &mut VecDeque<M>) -> Poll<Received> {
         debug_assert!(batch.is_empty());
         let mut st = self.state.lock();
-        if let Some(sig) = st.signals.pop_front() {
-            if st.signals.is_empty() {
-                self.has_signal.store(false, Ordering::Release);
-            }
+        if let Some(sig) = Self::pop_signal(&mut st, &self.has_signal) {
             return Poll::Ready(Received::Signal(sig));
         }
         if st.queue.is_empty() {
-            match &mut st.receiver {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
+            match &mut st.rx {
+                Rx::Waiting(w) if w.will_wake(cx.waker()) => {}
+                rx => *rx = Rx::Waiting(cx.waker().clone()),
             }
             return Poll::Pending;
         }
         mem::swap(&mut st.queue, batch);
-        let senders = mem::take(&mut st.senders);
+        let senders = st.rare.as_mut().map(|r| mem::take(&mut r.senders));
         drop(st);
-        for w in senders {
+        for w in senders.into_iter().flatten() {
             w.wake();
         }
         Poll::Ready(Received::Batch)
@@ -165,19 +214,21 @@ impl<M> Mailbox<M> {
         st.queue = rest;
     }
 
-    /// Closes the mailbox: later sends fail, and every queued message and signal is
-    /// returned so the caller can drop them outside the lock (dropping a call's reply
-    /// slot resolves it to `CallError::Stopped`).
+    /// Closes the mailbox: later sends and signals fail, and every queued message is
+    /// returned so the caller can drop it outside the lock (dropping a call's reply slot
+    /// resolves it to `CallError::Stopped`).
     pub(crate) fn close(&self) -> VecDeque<M> {
         let mut st = self.state.lock();
         st.closed = true;
         let queue = mem::take(&mut st.queue);
-        st.signals.clear();
         self.has_signal.store(false, Ordering::Release);
-        st.receiver = None;
-        let senders = mem::take(&mut st.senders);
+        st.rx = Rx::Running;
+        let senders = st.rare.as_mut().map(|r| {
+            r.signals.clear();
+            mem::take(&mut r.senders)
+        });
         drop(st);
-        for w in senders {
+        for w in senders.into_iter().flatten() {
             w.wake();
         }
         queue
@@ -185,6 +236,30 @@ impl<M> Mailbox<M> {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
+    }
+
+    /// Marks the agent as fully stopped and wakes whoever waits for that.
+    pub(crate) fn terminate(&self) {
+        let mut st = self.state.lock();
+        st.terminated = true;
+        let waiters = st.rare.as_mut().map(|r| mem::take(&mut r.stop_waiters));
+        drop(st);
+        for w in waiters.into_iter().flatten() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.state.lock().terminated
+    }
+
+    pub(crate) fn poll_terminated(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.state.lock();
+        if st.terminated {
+            return Poll::Ready(());
+        }
+        push_waker(&mut st.rare.get_or_insert_with(Box::default).stop_waiters, cx.waker());
+        Poll::Pending
     }
 
     #[cfg(test)]
@@ -198,54 +273,70 @@ mod tests {
     use super::*;
     use std::future::poll_fn;
 
+    type Mb = Mailbox<i32, &'static str>;
+
+    fn ok<P>(r: Result<Wake<P>, (i32, bool)>) {
+        assert!(r.is_ok());
+    }
+
     #[tokio::test]
     async fn full_mailbox_refuses_try_push_and_gives_the_message_back() {
-        let mb = Mailbox::new(2);
-        mb.try_push(1).unwrap();
-        mb.try_push(2).unwrap();
-        assert_eq!(mb.try_push(3), Err((3, true)));
+        let mb = Mb::new(2, None);
+        ok(mb.try_push(1));
+        ok(mb.try_push(2));
+        assert!(matches!(mb.try_push(3), Err((3, true))));
         assert_eq!(mb.len(), 2);
     }
 
     #[tokio::test]
+    async fn the_first_delivery_hands_back_the_parked_receiver_once() {
+        let mb = Mb::new(4, Some("agent"));
+        assert!(matches!(mb.try_push(1), Ok(Wake::Start("agent"))));
+        assert!(matches!(mb.try_push(2), Ok(Wake::Nothing)));
+        let parked = Mb::new(4, Some("other"));
+        assert!(matches!(parked.signal(Signal::Stop(StopReason::Normal)), Some(Wake::Start("other"))));
+    }
+
+    #[tokio::test]
     async fn batch_drains_everything_in_order_and_frees_room() {
-        let mb = Mailbox::new(3);
+        let mb = Mb::new(3, None);
         for i in 0..3 {
-            mb.try_push(i).unwrap();
+            ok(mb.try_push(i));
         }
         let mut batch = VecDeque::new();
         let r = poll_fn(|cx| mb.poll_recv(cx, &mut batch)).await;
         assert!(matches!(r, Received::Batch));
         assert_eq!(batch, VecDeque::from(vec![0, 1, 2]));
-        mb.try_push(3).unwrap();
+        ok(mb.try_push(3));
     }
 
     #[tokio::test]
     async fn signals_overtake_queued_messages() {
-        let mb = Mailbox::new(1);
-        mb.try_push(1).unwrap();
-        assert!(mb.signal(Signal::Stop(StopReason::Normal)));
+        let mb = Mb::new(1, None);
+        ok(mb.try_push(1));
+        assert!(mb.signal(Signal::Stop(StopReason::Normal)).is_some());
         assert!(mb.has_signal());
         let mut batch = VecDeque::new();
         let r = poll_fn(|cx| mb.poll_recv(cx, &mut batch)).await;
         assert!(matches!(r, Received::Signal(Signal::Stop(StopReason::Normal))));
         assert!(!mb.has_signal());
+        assert!(mb.take_signal().is_none());
     }
 
     #[tokio::test]
     async fn closed_mailbox_returns_queue_and_refuses_sends() {
-        let mb = Mailbox::new(4);
-        mb.try_push(7).unwrap();
+        let mb = Mb::new(4, None);
+        ok(mb.try_push(7));
         let rest = mb.close();
         assert_eq!(rest, VecDeque::from(vec![7]));
-        assert_eq!(mb.try_push(8), Err((8, false)));
-        assert!(!mb.signal(Signal::Stop(StopReason::Normal)));
+        assert!(matches!(mb.try_push(8), Err((8, false))));
+        assert!(mb.signal(Signal::Stop(StopReason::Normal)).is_none());
     }
 
     #[tokio::test]
     async fn requeued_messages_come_before_later_ones() {
-        let mb = Mailbox::new(8);
-        mb.try_push(3).unwrap();
+        let mb = Mb::new(8, None);
+        ok(mb.try_push(3));
         mb.requeue_front(VecDeque::from(vec![1, 2]));
         let mut batch = VecDeque::new();
         let _ = poll_fn(|cx| mb.poll_recv(cx, &mut batch)).await;
@@ -254,17 +345,29 @@ mod tests {
 
     #[tokio::test]
     async fn waiting_sender_is_woken_when_room_frees() {
-        let mb = std::sync::Arc::new(Mailbox::new(1));
-        mb.try_push(0).unwrap();
+        let mb = std::sync::Arc::new(Mb::new(1, None));
+        ok(mb.try_push(0));
         let mb2 = mb.clone();
         let sender = tokio::spawn(async move {
             let mut slot = Some(1);
-            poll_fn(|cx| mb2.poll_push(cx, &mut slot)).await
+            poll_fn(|cx| mb2.poll_push(cx, &mut slot)).await.is_ok()
         });
         tokio::task::yield_now().await;
         let mut batch = VecDeque::new();
         let _ = poll_fn(|cx| mb.poll_recv(cx, &mut batch)).await;
-        assert_eq!(sender.await.unwrap(), Ok(()));
+        assert!(sender.await.unwrap());
         assert_eq!(mb.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn termination_wakes_waiters() {
+        let mb = std::sync::Arc::new(Mb::new(1, None));
+        let mb2 = mb.clone();
+        let waiter = tokio::spawn(async move { poll_fn(|cx| mb2.poll_terminated(cx)).await });
+        tokio::task::yield_now().await;
+        assert!(!mb.is_terminated());
+        mb.terminate();
+        waiter.await.unwrap();
+        assert!(mb.is_terminated());
     }
 }

@@ -28,7 +28,7 @@ impl Registry {
         // our check and we refuse.
         let cell = agent_cell(agent);
         cell.mark_registered();
-        if cell.mailbox().is_closed() {
+        if cell.is_closed() {
             return Err(RegistryError::AgentStopped);
         }
         names.insert(

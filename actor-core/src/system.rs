@@ -91,6 +91,10 @@ impl System {
         }
     }
 
+    pub(crate) fn from_inner(inner: Arc<SystemInner>) -> Self {
+        System { inner }
+    }
+
     pub(crate) fn inner(&self) -> &Arc<SystemInner> {
         &self.inner
     }
@@ -180,7 +184,7 @@ impl SystemInner {
         self.live.fetch_add(1, Ordering::AcqRel);
         drop(slots);
         if self.shutting_down.load(Ordering::SeqCst) {
-            cell.request_stop(StopReason::Shutdown);
+            cell.clone().request_stop(StopReason::Shutdown);
         }
         cell
     }

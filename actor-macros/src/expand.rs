@@ -134,6 +134,8 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
     let on_start = model.on_start.as_ref().map(|h| {
         let call = hook_call(h);
         quote! {
+            const EAGER_START: bool = true;
+
             fn on_start(&mut self, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
                 async move {
                     let _ = &ctx;
