@@ -18,11 +18,13 @@
 //!
 //! # Transport
 //!
-//! A frame is a 2-byte big-endian length `L` (`17..=65535`) followed by `L` bytes of
+//! A frame is a 2-byte big-endian length `L` (`19..=65535`) followed by `L` bytes of
 //! ChaCha20-Poly1305 ciphertext and tag (Noise transport encryption, one key per
 //! direction, implicit nonces counting from 0, empty associated data). The plaintext is
-//! one [`FrameKind`] byte and a body. A message larger than one frame is sent as `More`
-//! frames followed by one `Data` frame.
+//! one or more records, each `kind (1) || body length (2, big-endian) || body`; see
+//! [`RecordKind`]. Many small messages share one frame (one AEAD operation) when they are
+//! sent together; a message larger than a frame is sent as `More` records followed by one
+//! `Data` record, each in its own frame.
 
 use std::fmt;
 
@@ -51,11 +53,11 @@ pub const MSG2_LEN: usize = 32 + 32 + TAG_LEN + HandshakePayload::LEN + TAG_LEN;
 /// Length of the third handshake message with a version 1 payload.
 pub const MSG3_LEN: usize = 32 + TAG_LEN + HandshakePayload::LEN + TAG_LEN;
 
-/// The smallest transport frame body: a kind byte and the tag.
-pub const MIN_FRAME_LEN: usize = 1 + TAG_LEN;
+/// The smallest transport frame: one empty record and the tag.
+pub const MIN_FRAME_LEN: usize = RECORD_HEADER_LEN + TAG_LEN;
 
-/// Most body bytes one transport frame can carry.
-pub const MAX_FRAME_BODY: usize = MAX_NOISE_MESSAGE - TAG_LEN - 1;
+/// Most body bytes one record can carry (a record alone in a full frame).
+pub const MAX_RECORD_BODY: usize = MAX_NOISE_MESSAGE - TAG_LEN - RECORD_HEADER_LEN;
 
 /// The identity payload of handshake messages 2 and 3 (version 1, 105 bytes):
 ///
@@ -163,53 +165,57 @@ impl fmt::Debug for HandshakePayload {
     }
 }
 
-/// What a transport frame carries: the first plaintext byte.
+/// What a record in a transport frame carries.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FrameKind {
+pub enum RecordKind {
     /// The last (often the only) piece of a message.
     Data,
     /// A piece of a message; more pieces follow.
     More,
-    /// Authenticated close; the body is empty and nothing follows.
+    /// Authenticated close; empty, the last record of the last frame.
     Close,
-    /// The sender switches to the next key after this frame; the body is empty.
+    /// The sender switches to the next key after this frame; empty, the last record of
+    /// its frame.
     Rekey,
 }
 
-impl FrameKind {
+impl RecordKind {
     /// The byte on the wire.
     pub const fn to_byte(self) -> u8 {
         match self {
-            FrameKind::Data => 0,
-            FrameKind::More => 1,
-            FrameKind::Close => 2,
-            FrameKind::Rekey => 3,
+            RecordKind::Data => 0,
+            RecordKind::More => 1,
+            RecordKind::Close => 2,
+            RecordKind::Rekey => 3,
         }
     }
 }
 
-/// Why a frame does not decode.
+/// Length of a record header: kind (1) and body length (2, big-endian).
+pub const RECORD_HEADER_LEN: usize = 3;
+
+/// Why a frame or record does not decode.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameError {
     /// The length prefix is below [`MIN_FRAME_LEN`].
     TooShort,
-    /// The plaintext is empty (no kind byte).
-    Empty,
-    /// Unknown kind byte.
+    /// Fewer bytes than a record header, or a body longer than the rest of the frame.
+    Truncated,
+    /// Unknown record kind byte.
     UnknownKind(u8),
-    /// A control frame (close or rekey) has a body.
-    ControlBody,
+    /// A close or rekey record has a body, or is not the last record of its frame.
+    BadControl,
 }
 
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FrameError::TooShort => f.write_str("frame too short"),
-            FrameError::Empty => f.write_str("empty frame"),
-            FrameError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
-            FrameError::ControlBody => f.write_str("control frame with a body"),
+            FrameError::Truncated => f.write_str("truncated record"),
+            FrameError::UnknownKind(k) => write!(f, "unknown record kind {k}"),
+            FrameError::BadControl => f.write_str("misplaced control record"),
         }
     }
 }
@@ -226,20 +232,29 @@ pub fn decode_frame_len(prefix: [u8; 2]) -> Result<usize, FrameError> {
     Ok(len)
 }
 
-/// Splits a decrypted frame plaintext into its kind and body.
-pub fn decode_frame_plaintext(plaintext: &[u8]) -> Result<(FrameKind, &[u8]), FrameError> {
-    let (&kind, body) = plaintext.split_first().ok_or(FrameError::Empty)?;
-    let kind = match kind {
-        0 => FrameKind::Data,
-        1 => FrameKind::More,
-        2 => FrameKind::Close,
-        3 => FrameKind::Rekey,
+/// Splits the first record off a decrypted frame plaintext: its kind, its body and the
+/// records after it.
+pub fn decode_record(plaintext: &[u8]) -> Result<(RecordKind, &[u8], &[u8]), FrameError> {
+    if plaintext.len() < RECORD_HEADER_LEN {
+        return Err(FrameError::Truncated);
+    }
+    let kind = match plaintext[0] {
+        0 => RecordKind::Data,
+        1 => RecordKind::More,
+        2 => RecordKind::Close,
+        3 => RecordKind::Rekey,
         other => return Err(FrameError::UnknownKind(other)),
     };
-    if matches!(kind, FrameKind::Close | FrameKind::Rekey) && !body.is_empty() {
-        return Err(FrameError::ControlBody);
+    let len = usize::from(u16::from_be_bytes([plaintext[1], plaintext[2]]));
+    let rest = &plaintext[RECORD_HEADER_LEN..];
+    if len > rest.len() {
+        return Err(FrameError::Truncated);
     }
-    Ok((kind, body))
+    let (body, rest) = rest.split_at(len);
+    if matches!(kind, RecordKind::Close | RecordKind::Rekey) && !(body.is_empty() && rest.is_empty()) {
+        return Err(FrameError::BadControl);
+    }
+    Ok((kind, body, rest))
 }
 
 /// X25519 public keys (u-coordinates, bit 255 cleared) of small order on the curve or its

@@ -1,7 +1,7 @@
 //! Property tests for every decoder: arbitrary input never panics, accepted input is
 //! canonical (re-encodes to the same bytes), and valid input round-trips.
 
-use actor_secure::wire::{decode_frame_len, decode_frame_plaintext, FrameKind, HandshakePayload};
+use actor_secure::wire::{decode_frame_len, decode_record, HandshakePayload, RecordKind};
 use actor_secure::{ChannelError, Identifier, Identity, SecureChannel, TrustPolicy};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -79,16 +79,23 @@ proptest! {
     }
 
     #[test]
-    fn frame_header_and_plaintext_decoders_never_panic(
+    fn frame_header_and_record_decoders_never_panic(
         prefix in any::<[u8; 2]>(), text in proptest::collection::vec(any::<u8>(), 0..64)
     ) {
         if let Ok(len) = decode_frame_len(prefix) {
-            prop_assert!(len >= 17);
+            prop_assert!(len >= 19);
         }
-        if let Ok((kind, body)) = decode_frame_plaintext(&text) {
-            prop_assert_eq!(kind.to_byte(), text[0]);
-            prop_assert_eq!(body, &text[1..]);
-            prop_assert!(!matches!(kind, FrameKind::Close | FrameKind::Rekey) || body.is_empty());
+        let mut rest = &text[..];
+        while let Ok((kind, body, tail)) = decode_record(rest) {
+            prop_assert_eq!(3 + body.len() + tail.len(), rest.len());
+            prop_assert_eq!(kind.to_byte(), rest[0]);
+            if matches!(kind, RecordKind::Close | RecordKind::Rekey) {
+                prop_assert!(body.is_empty() && tail.is_empty());
+            }
+            if tail.is_empty() {
+                break;
+            }
+            rest = tail;
         }
     }
 }

@@ -8,7 +8,7 @@ mod peers;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actor_secure::wire::MAX_FRAME_BODY;
+use actor_secure::wire::MAX_RECORD_BODY;
 use actor_secure::{ChannelConfig, ChannelError, Identity, SecureChannel, TrustPolicy};
 use mitm::{flip, mitm, pass, Act, Rule};
 use peers::*;
@@ -48,11 +48,11 @@ async fn messages_of_every_size_arrive_intact_across_fragment_boundaries() {
         0,
         1,
         128,
-        MAX_FRAME_BODY - 1,
-        MAX_FRAME_BODY,
-        MAX_FRAME_BODY + 1,
+        MAX_RECORD_BODY - 1,
+        MAX_RECORD_BODY,
+        MAX_RECORD_BODY + 1,
         65536,
-        3 * MAX_FRAME_BODY + 5,
+        3 * MAX_RECORD_BODY + 5,
         1 << 20,
     ];
     let writer = tokio::spawn(async move {
@@ -228,7 +228,7 @@ async fn a_stream_cut_before_close_is_an_abnormal_end() {
     assert!(matches!(b.recv().await, Err(ChannelError::ConnectionLost)));
     // Cut between the fragments of one large message.
     let (mut a, mut b) = through(on_frame(1, |_| vec![Act::Cut]), pass(), &quick()).await;
-    let big = vec![7u8; 2 * MAX_FRAME_BODY];
+    let big = vec![7u8; 2 * MAX_RECORD_BODY];
     let _ = a.send(&big).await;
     assert!(matches!(b.recv().await, Err(ChannelError::ConnectionLost)));
 }

@@ -341,7 +341,7 @@ mod tests {
         let b = r.finish(alice_pub);
         let mut a_tx = Sender::new(a.send, 2, 1 << 20);
         let mut b_tx = Sender::new(b.send, 1 << 20, 1 << 20);
-        let big = vec![0x5a; crate::wire::MAX_FRAME_BODY + 3];
+        let big = vec![0x5a; crate::wire::MAX_RECORD_BODY + 3];
         let a_frames = frames(&mut a_tx, &[b"hello", b"", b"third", &big[..]], true).await;
         let b_frames = frames(&mut b_tx, &[b"world"], false).await;
 
