@@ -102,6 +102,44 @@ where
     count as f64 / secs
 }
 
+/// Costs of the primitives one handshake is made of (per call, microseconds).
+fn handshake_parts() {
+    use curve25519_dalek::montgomery::MontgomeryPoint;
+    let time = |f: &mut dyn FnMut()| {
+        let n = 400;
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed().as_secs_f64() * 1e6 / n as f64
+    };
+    let p = MontgomeryPoint::mul_base_clamped([5; 32]);
+    let dh = time(&mut || {
+        std::hint::black_box(p.mul_clamped(std::hint::black_box([7; 32])));
+    });
+    let base = time(&mut || {
+        std::hint::black_box(MontgomeryPoint::mul_base_clamped(std::hint::black_box([7; 32])));
+    });
+    let id = Identity::generate();
+    let payload = actor_secure::wire::HandshakePayload::sign(&id, &[1; 32], u64::MAX);
+    let sign = time(&mut || {
+        std::hint::black_box(actor_secure::wire::HandshakePayload::sign(
+            &id,
+            &[1; 32],
+            u64::MAX,
+        ));
+    });
+    let bytes = payload.encode();
+    let verify = time(&mut || {
+        let p = actor_secure::wire::HandshakePayload::decode(&bytes).unwrap();
+        p.verify(&[1; 32], 0).unwrap();
+    });
+    println!(
+        "  parts: X25519 DH {dh:.0} us, X25519 keygen {base:.0} us, identity sign {sign:.0} us, decode+verify {verify:.0} us"
+    );
+    println!("  (each side: 3 DH, 3 keygens, 1 sign, 1 verify; the two sides take turns)");
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -119,7 +157,11 @@ fn main() {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         );
 
-        let raw = median((0..RUNS).map(|_| raw_aead_rate()).collect());
+        let raw = if run("big") || run("raw") {
+            median((0..RUNS).map(|_| raw_aead_rate()).collect())
+        } else {
+            f64::NAN
+        };
         println!(
             "raw ChaCha20-Poly1305 encrypt+decrypt, 64 KiB:   {:8.1} MiB/s",
             raw / (1 << 20) as f64
@@ -145,6 +187,9 @@ fn main() {
                 "handshake over {transport:6}:                     {:8.0} us",
                 median(times) * 1e6
             );
+        }
+        if run("handshake") {
+            handshake_parts();
         }
 
         for transport in ["duplex", "tcp"].into_iter().filter(|_| run("big")) {
