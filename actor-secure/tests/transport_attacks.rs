@@ -378,3 +378,27 @@ async fn split_halves_work_concurrently() {
     echo.await.unwrap();
     assert_eq!(reader.await.unwrap(), 200);
 }
+
+#[tokio::test]
+async fn fed_small_messages_share_frames_and_arrive_in_order() {
+    let frames = Arc::new(Mutex::new(0usize));
+    let f2 = frames.clone();
+    let (mut a, mut b) = through(
+        Box::new(move |_, f, _| {
+            *f2.lock().unwrap() += 1;
+            vec![Act::Send(f)]
+        }),
+        pass(),
+        &quick(),
+    )
+    .await;
+    for i in 0..300u16 {
+        a.feed(&i.to_be_bytes().repeat(64)).await.unwrap();
+    }
+    a.flush().await.unwrap();
+    for i in 0..300u16 {
+        assert_eq!(&b.recv().await.unwrap()[..], &i.to_be_bytes().repeat(64)[..]);
+    }
+    // 300 records of 3 + 128 bytes fit in one 64 KiB frame.
+    assert_eq!(*frames.lock().unwrap(), 2 + 1);
+}
