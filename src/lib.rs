@@ -47,11 +47,12 @@
 
 #[doc(inline)]
 pub use actor_core::{
-    ActorId, ActorRef, Agent, CallError, CallFuture, Context, Error, Options, RegistryError, Request, Result,
-    SendError, StopReason, System, TimerHandle, DEFAULT_MAILBOX,
+    ActorId, ActorRef, Agent, Backoff, CallError, CallFuture, ChildSpec, Context, Down, Error, Options,
+    RegistryError, Request, Restart, Result, SendError, StopReason, Strategy, Supervisor, SupervisorError,
+    SupervisorRef, System, TimerHandle, Tree, DEFAULT_MAILBOX,
 };
 #[doc(inline)]
-pub use actor_macros::{agent, handle, on_start, on_stop};
+pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
 
 /// Access control: attributes and policies (see the `actor-abac` crate).
 pub use actor_abac as abac;

@@ -116,6 +116,10 @@ impl<A: Agent> ActorRef<A> {
         self.client.troupe_raw()
     }
 
+    pub(crate) fn cell(&self) -> &Arc<Cell<A>> {
+        self.raw().cell()
+    }
+
     /// The agent's stable id.
     pub fn id(&self) -> ActorId {
         self.raw().id()

@@ -35,9 +35,16 @@ pub trait Agent: Sized + Send + 'static {
     fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>)
         -> impl Future<Output = Self::Reply> + Send;
 
-    /// Runs once before the first message (`#[on_start]`).
+    /// Runs once before the first message of each instance (`#[on_start]`).
     fn on_start(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {
         let _ = ctx;
+        async {}
+    }
+
+    /// Receives a [`Down`](crate::Down) notice (`#[on_down]`): a monitored agent stopped,
+    /// or a linked one crashed while this agent traps exits.
+    fn on_down(&mut self, down: crate::Down, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {
+        let _ = (down, ctx);
         async {}
     }
 
@@ -85,13 +92,18 @@ pub enum StopReason {
     Panicked(String),
     /// It stopped with an abnormal reason of its own (`ctx.stop_with(StopReason::Error(..))`).
     Error(String),
+    /// A linked agent ended abnormally (and this agent does not trap exits).
+    Linked(crate::ActorId),
 }
 
 impl StopReason {
     /// True for reasons that count as a crash (a panic or an error), false for a normal stop
     /// or shutdown.
     pub fn is_abnormal(&self) -> bool {
-        matches!(self, StopReason::Panicked(_) | StopReason::Error(_))
+        matches!(
+            self,
+            StopReason::Panicked(_) | StopReason::Error(_) | StopReason::Linked(_)
+        )
     }
 }
 
@@ -102,6 +114,7 @@ impl fmt::Display for StopReason {
             StopReason::Shutdown => f.write_str("shutdown"),
             StopReason::Panicked(m) => write!(f, "panicked: {m}"),
             StopReason::Error(m) => write!(f, "error: {m}"),
+            StopReason::Linked(id) => write!(f, "linked agent {id} crashed"),
         }
     }
 }

@@ -11,13 +11,16 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context as TaskContext, Poll};
 
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
+use crate::link::{self, Down, Watch};
 use crate::mailbox::{Mailbox, Received, Signal, Wake};
+use crate::supervisor::{Decision, SupShared};
 use crate::system::SystemInner;
 use crate::{ActorId, ActorRef, Agent, CallError, Context, StopReason};
 
@@ -35,31 +38,56 @@ pub(crate) struct Cell<A: Agent> {
     id: ActorId,
     slot: usize,
     registered: AtomicBool,
+    /// Counts instances: links and monitors belong to the instance that made them.
+    generation: AtomicU32,
     system: Arc<SystemInner>,
+    /// Set when a supervisor owns this agent.
+    supervised: Option<Box<Supervised<A>>>,
     /// Until the first delivery, the agent itself is parked in the mailbox.
     mailbox: Mailbox<Envelope<A>, A>,
 }
 
-/// What the system needs of any cell, whatever its agent type.
+/// How a supervised agent is rebuilt and whom it reports to.
+pub(crate) struct Supervised<A> {
+    pub(crate) factory: Arc<dyn Fn() -> A + Send + Sync>,
+    pub(crate) shared: Weak<SupShared>,
+    pub(crate) key: u64,
+}
+
+/// What the system, links and monitors need of any cell, whatever its agent type.
 pub(crate) trait AnyCell: Send + Sync {
     fn request_stop(self: Arc<Self>, reason: StopReason) -> bool;
+    fn deliver(self: Arc<Self>, signal: Signal) -> bool;
     fn poll_terminated(&self, cx: &mut TaskContext<'_>) -> Poll<()>;
     fn is_terminated(&self) -> bool;
 }
 
 impl<A: Agent> Cell<A> {
-    pub(crate) fn new(id: ActorId, slot: usize, capacity: usize, system: Arc<SystemInner>, parked: Option<A>) -> Self {
+    fn build(
+        id: ActorId,
+        slot: usize,
+        capacity: usize,
+        system: Arc<SystemInner>,
+        parked: Option<A>,
+        supervised: Option<Box<Supervised<A>>>,
+    ) -> Self {
         Cell {
             id,
             slot,
             registered: AtomicBool::new(false),
+            generation: AtomicU32::new(0),
             system,
+            supervised,
             mailbox: Mailbox::new(capacity, parked),
         }
     }
 
     pub(crate) fn id(&self) -> ActorId {
         self.id
+    }
+
+    pub(crate) fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -70,18 +98,22 @@ impl<A: Agent> Cell<A> {
         self.registered.store(true, Ordering::SeqCst);
     }
 
-    /// Starts the agent's task over this cell.
-    pub(crate) fn start(self: &Arc<Self>, agent: A) {
+    pub(crate) fn watch(&self, watch: Watch) -> Result<(), StopReason> {
+        self.mailbox.watch(watch)
+    }
+
+    /// Starts an instance of the agent as a task over this cell.
+    pub(crate) fn start(self: &Arc<Self>, agent: A) -> JoinHandle<()> {
         let myself = ActorRef::from_raw(crate::RawRef::local(self.clone()));
         let ctx = Context::new(myself, crate::System::from_inner(self.system.clone()));
-        self.system.start(run(agent, ctx));
+        self.system.start(run(agent, ctx))
     }
 
     fn wake(self: &Arc<Self>, wake: Wake<A>) {
         match wake {
             Wake::Nothing => {}
             Wake::Task(w) => w.wake(),
-            Wake::Start(agent) => self.start(agent),
+            Wake::Start(agent) => drop(self.start(agent)),
         }
     }
 
@@ -106,8 +138,8 @@ impl<A: Agent> Cell<A> {
         }
     }
 
-    pub(crate) fn request_stop(self: &Arc<Self>, reason: StopReason) -> bool {
-        match self.mailbox.signal(Signal::Stop(reason)) {
+    pub(crate) fn deliver(self: &Arc<Self>, signal: Signal) -> bool {
+        match self.mailbox.signal(signal) {
             Some(wake) => {
                 self.wake(wake);
                 true
@@ -116,17 +148,29 @@ impl<A: Agent> Cell<A> {
         }
     }
 
+    pub(crate) fn request_stop(self: &Arc<Self>, reason: StopReason) -> bool {
+        self.deliver(Signal::Stop(reason))
+    }
+
     pub(crate) fn poll_terminated(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         self.mailbox.poll_terminated(cx)
     }
 
-    /// The instance is gone for good: drop the registry names, leave the system's
-    /// table and wake everyone waiting for the end.
-    fn terminate(&self) {
+    /// Stops a supervised agent for good while no instance runs: queued calls get
+    /// `CallError::Stopped` and the reference stops working.
+    pub(crate) fn finalize(&self, reason: &StopReason) {
+        drop(self.mailbox.close());
+        self.terminate(reason);
+    }
+
+    /// The agent is gone for good: drop the registry names, tell the monitors, leave the
+    /// system's table and wake everyone waiting for the end.
+    fn terminate(&self, reason: &StopReason) {
         if self.registered.load(Ordering::SeqCst) {
             self.system.registry.remove_agent(self.id);
         }
-        self.mailbox.terminate();
+        let watchers = self.mailbox.terminate(reason);
+        link::notify(self.id, reason, watchers);
         self.system.agent_exited(self.slot);
     }
 }
@@ -134,6 +178,10 @@ impl<A: Agent> Cell<A> {
 impl<A: Agent> AnyCell for Cell<A> {
     fn request_stop(self: Arc<Self>, reason: StopReason) -> bool {
         Cell::request_stop(&self, reason)
+    }
+
+    fn deliver(self: Arc<Self>, signal: Signal) -> bool {
+        Cell::deliver(&self, signal)
     }
 
     fn poll_terminated(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
@@ -147,51 +195,106 @@ impl<A: Agent> AnyCell for Cell<A> {
 
 impl<A: Agent> fmt::Debug for Cell<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cell").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Cell")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
-/// Runs one agent from start to stop over its cell, as a task of its own.
-pub(crate) async fn run<A: Agent>(mut agent: A, mut ctx: Context<A>) {
+/// Runs an agent over its cell, instance after instance when a supervisor restarts it
+/// in place, until it stops for good or its supervisor takes over.
+pub(crate) async fn run<A: Agent>(agent: A, mut ctx: Context<A>) {
     let cell = ctx.cell().clone();
     let mut batch = VecDeque::new();
+    let mut agent: Result<A, StopReason> = Ok(agent);
+    loop {
+        let generation = cell.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let reason = match &mut agent {
+            Ok(agent) => instance(agent, &mut ctx, &cell, &mut batch, generation).await,
+            Err(failed_start) => failed_start.clone(),
+        };
+        if reason.is_abnormal() {
+            tracing::error!(agent = %cell.id(), %reason, "agent crashed");
+        }
+        // Links belong to the instance that just ended.
+        link::notify(cell.id(), &reason, cell.mailbox.take_links());
 
-    let started = CatchUnwind(pin!(agent.on_start(&mut ctx))).await;
-    let reason = match started {
-        Err(panic) => StopReason::Panicked(panic_message(&*panic)),
-        Ok(()) => match ctx.take_stop() {
-            Some(reason) => reason,
-            None => serve(&mut agent, &mut ctx, &cell, &mut batch).await,
-        },
-    };
-
-    if reason.is_abnormal() {
-        tracing::error!(agent = %cell.id(), %reason, "agent crashed");
+        let decision = match &cell.supervised {
+            None => Decision::Final,
+            Some(s) => match s.shared.upgrade() {
+                Some(shared) => shared.decide(s.key, &reason),
+                None => Decision::Final,
+            },
+        };
+        if matches!(decision, Decision::Final) {
+            // Close first so that nothing waits on an agent that is going away: queued
+            // and unhandled messages are dropped here, which resolves their calls to
+            // `Stopped`.
+            drop(std::mem::take(&mut batch));
+            drop(cell.mailbox.close());
+        }
+        ctx.teardown().await;
+        if let Ok(agent) = &mut agent {
+            if let Err(panic) = CatchUnwind(pin!(agent.on_stop(&reason, &mut ctx))).await {
+                tracing::error!(agent = %cell.id(), panic = %panic_message(&*panic), "on_stop panicked");
+            }
+        }
+        match decision {
+            Decision::Final => {
+                drop(agent);
+                drop(ctx);
+                cell.terminate(&reason);
+                return;
+            }
+            Decision::Suspend => {
+                // The rest of the batch goes back, in order, for the next instance.
+                cell.mailbox.requeue_front(std::mem::take(&mut batch));
+                drop(agent);
+                drop(ctx);
+                if let Some(s) = &cell.supervised {
+                    if let Some(shared) = s.shared.upgrade() {
+                        shared.report_exit(s.key, reason);
+                    }
+                }
+                return;
+            }
+            Decision::RestartInPlace => {
+                let Some(s) = &cell.supervised else { return };
+                agent = catch_unwind(AssertUnwindSafe(|| (s.factory)()))
+                    .map_err(|p| StopReason::Panicked(panic_message(&*p)));
+            }
+        }
     }
-    // Close first so that nothing waits on an agent that is going away: queued and
-    // unhandled messages are dropped here, which resolves their calls to `Stopped`.
-    drop(batch);
-    drop(cell.mailbox.close());
-    ctx.teardown().await;
-    if let Err(panic) = CatchUnwind(pin!(agent.on_stop(&reason, &mut ctx))).await {
-        tracing::error!(agent = %cell.id(), panic = %panic_message(&*panic), "on_stop panicked");
-    }
-    drop(agent);
-    drop(ctx);
-    cell.terminate();
 }
 
-/// Handles messages until a stop: returns why it stopped.
-async fn serve<A: Agent>(
+/// Runs one instance: `on_start`, then messages and signals until it stops.
+async fn instance<A: Agent>(
     agent: &mut A,
     ctx: &mut Context<A>,
     cell: &Cell<A>,
     batch: &mut VecDeque<Envelope<A>>,
+    generation: u32,
 ) -> StopReason {
+    ctx.begin_instance(generation);
+    if let Err(panic) = CatchUnwind(pin!(agent.on_start(ctx))).await {
+        return StopReason::Panicked(panic_message(&*panic));
+    }
+    if let Some(reason) = ctx.take_stop() {
+        return reason;
+    }
     loop {
-        match poll_fn(|cx| cell.mailbox.poll_recv(cx, batch)).await {
-            Received::Signal(Signal::Stop(reason)) => return reason,
-            Received::Batch => {}
+        // After an in-place restart the batch still holds the crashed instance's
+        // unhandled messages: they come first.
+        if batch.is_empty() {
+            match poll_fn(|cx| cell.mailbox.poll_recv(cx, batch)).await {
+                Received::Signal(signal) => {
+                    if let Some(reason) = on_signal(agent, ctx, signal, generation).await {
+                        return reason;
+                    }
+                    continue;
+                }
+                Received::Batch => {}
+            }
         }
         while let Some(Envelope { msg, reply }) = batch.pop_front() {
             match CatchUnwind(pin!(agent.handle(msg, ctx))).await {
@@ -210,14 +313,60 @@ async fn serve<A: Agent>(
             if let Some(reason) = ctx.take_stop() {
                 return reason;
             }
-            if cell.mailbox.has_signal() {
-                if let Some(Signal::Stop(reason)) = cell.mailbox.take_signal() {
+            while cell.mailbox.has_signal() {
+                let Some(signal) = cell.mailbox.take_signal() else {
+                    break;
+                };
+                if let Some(reason) = on_signal(agent, ctx, signal, generation).await {
                     return reason;
                 }
             }
         }
         // Let other tasks on this worker run between batches of a busy agent.
         tokio::task::consume_budget().await;
+    }
+}
+
+/// Handles one signal; returns a reason when the instance must stop.
+async fn on_signal<A: Agent>(
+    agent: &mut A,
+    ctx: &mut Context<A>,
+    signal: Signal,
+    generation: u32,
+) -> Option<StopReason> {
+    let notice = match signal {
+        Signal::Stop(reason) => return Some(reason),
+        Signal::Down {
+            notice,
+            generation: g,
+        } => {
+            if g != generation {
+                return None;
+            }
+            notice
+        }
+        Signal::Exit {
+            from,
+            reason,
+            generation: g,
+        } => {
+            if g != generation {
+                return None;
+            }
+            if !ctx.traps_exits() {
+                return reason.is_abnormal().then_some(StopReason::Linked(from));
+            }
+            Down {
+                id: from,
+                reason,
+                linked: true,
+            }
+        }
+    };
+    let outcome = CatchUnwind(pin!(agent.on_down(notice, ctx))).await;
+    match outcome {
+        Ok(()) => ctx.take_stop(),
+        Err(panic) => Some(StopReason::Panicked(panic_message(&*panic))),
     }
 }
 
@@ -248,6 +397,22 @@ pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
     }
 }
 
+/// Builds the cell of a supervised agent; the supervisor starts its instances.
+pub(crate) fn new_supervised<A: Agent>(system: &crate::System, hook: Supervised<A>) -> Arc<Cell<A>> {
+    let capacity = A::options().mailbox;
+    let inner = system.inner();
+    inner.track(|slot| {
+        Cell::build(
+            ActorId::next(),
+            slot,
+            capacity,
+            inner.clone(),
+            None,
+            Some(Box::new(hook)),
+        )
+    })
+}
+
 /// Builds the cell and registers it with the system. An agent with an `#[on_start]`
 /// hook starts at once; any other starts on its first message or signal (until then it
 /// is only its cell: nothing it could observe differs, and an idle agent costs no task).
@@ -256,12 +421,12 @@ pub(crate) fn spawn<A: Agent>(system: &crate::System, agent: A) -> ActorRef<A> {
     let inner = system.inner();
     if A::EAGER_START {
         let cell: Arc<Cell<A>> =
-            inner.track(|slot| Cell::new(ActorId::next(), slot, capacity, inner.clone(), None));
-        cell.start(agent);
+            inner.track(|slot| Cell::build(ActorId::next(), slot, capacity, inner.clone(), None, None));
+        drop(cell.start(agent));
         ActorRef::from_raw(crate::RawRef::local(cell))
     } else {
-        let cell: Arc<Cell<A>> =
-            inner.track(|slot| Cell::new(ActorId::next(), slot, capacity, inner.clone(), Some(agent)));
+        let cell: Arc<Cell<A>> = inner
+            .track(|slot| Cell::build(ActorId::next(), slot, capacity, inner.clone(), Some(agent), None));
         ActorRef::from_raw(crate::RawRef::local(cell))
     }
 }

@@ -2,10 +2,12 @@
 
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::cell::{self, AnyCell, Cell};
+use crate::link::Watch;
+use crate::mailbox::Signal;
 use crate::timer::TimerHandle;
 use crate::{ActorId, ActorRef, Agent, StopReason, System};
 
@@ -15,6 +17,8 @@ pub struct Context<A: Agent> {
     myself: ActorRef<A>,
     system: System,
     stop: Option<StopReason>,
+    generation: u32,
+    trap_exits: bool,
     // Timers and children are rare: keep idle agents small by boxing them on first use.
     extras: Option<Box<Extras>>,
 }
@@ -31,13 +35,87 @@ impl<A: Agent> Context<A> {
             myself,
             system,
             stop: None,
+            generation: 0,
+            trap_exits: false,
             extras: None,
         }
     }
 
+    /// A new instance begins (first start or restart): nothing carries over.
+    pub(crate) fn begin_instance(&mut self, generation: u32) {
+        self.stop = None;
+        self.generation = generation;
+        self.trap_exits = false;
+    }
+
+    pub(crate) fn traps_exits(&self) -> bool {
+        self.trap_exits
+    }
+
+    /// When `trap` is true, the crash of a linked agent arrives as a [`Down`](crate::Down)
+    /// notice (with `linked: true`) at the `#[on_down]` hook instead of stopping this
+    /// agent. Reset when the agent restarts.
+    pub fn trap_exits(&mut self, trap: bool) {
+        self.trap_exits = trap;
+    }
+
+    /// Links this agent's current instance with `other`: if either ends abnormally, the
+    /// other stops with [`StopReason::Linked`] (unless it traps exits). Linking to an
+    /// agent that already stopped delivers its exit at once.
+    pub fn link<B: Agent>(&mut self, other: &ActorRef<B>) {
+        let me = self.cell().clone();
+        let them = other.cell().clone();
+        let me_weak: Weak<dyn AnyCell> = Arc::downgrade(&me) as Weak<dyn AnyCell>;
+        let them_weak: Weak<dyn AnyCell> = Arc::downgrade(&them) as Weak<dyn AnyCell>;
+        let theirs = Watch {
+            cell: me_weak,
+            generation: self.generation,
+            link: true,
+        };
+        match them.watch(theirs) {
+            Ok(()) => {
+                let mine = Watch {
+                    cell: them_weak,
+                    generation: them.generation(),
+                    link: true,
+                };
+                // Our own mailbox is open: we are running.
+                let _ = me.watch(mine);
+            }
+            Err(reason) => {
+                me.deliver(Signal::Exit {
+                    from: other.id(),
+                    reason,
+                    generation: self.generation,
+                });
+            }
+        }
+    }
+
+    /// Monitors `other`: exactly one [`Down`](crate::Down) notice arrives at the
+    /// `#[on_down]` hook when it stops for good, at once if it already has. A supervised
+    /// agent being restarted is not down.
+    pub fn monitor<B: Agent>(&mut self, other: &ActorRef<B>) {
+        let me = self.cell().clone();
+        let watch = Watch {
+            cell: Arc::downgrade(&me) as Weak<dyn AnyCell>,
+            generation: self.generation,
+            link: false,
+        };
+        if let Err(reason) = other.cell().watch(watch) {
+            me.deliver(Signal::Down {
+                notice: crate::Down {
+                    id: other.id(),
+                    reason,
+                    linked: false,
+                },
+                generation: self.generation,
+            });
+        }
+    }
+
     pub(crate) fn cell(&self) -> &Arc<Cell<A>> {
-        use crate::actor_ref::AgentClient;
-        std::ops::Deref::deref(&self.myself).troupe_raw().cell()
+        self.myself.cell()
     }
 
     /// A reference to this agent.
@@ -140,8 +218,7 @@ impl<A: Agent> Context<A> {
 }
 
 fn child_cell<B: Agent>(child: &ActorRef<B>) -> Arc<dyn AnyCell> {
-    use crate::actor_ref::AgentClient;
-    let cell: Arc<Cell<B>> = std::ops::Deref::deref(child).troupe_raw().cell().clone();
+    let cell: Arc<Cell<B>> = child.cell().clone();
     cell
 }
 

@@ -109,6 +109,8 @@ pub enum Error {
     },
     /// A registry operation failed.
     Registry(RegistryError),
+    /// A supervisor operation failed.
+    Supervisor(crate::SupervisorError),
 }
 
 impl fmt::Display for Error {
@@ -118,6 +120,7 @@ impl fmt::Display for Error {
             Error::Send { full: true } => f.write_str("mailbox full"),
             Error::Send { full: false } => f.write_str("agent stopped"),
             Error::Registry(e) => e.fmt(f),
+            Error::Supervisor(e) => e.fmt(f),
         }
     }
 }
@@ -127,6 +130,7 @@ impl std::error::Error for Error {
         match self {
             Error::Call(e) => Some(e),
             Error::Registry(e) => Some(e),
+            Error::Supervisor(e) => Some(e),
             Error::Send { .. } => None,
         }
     }

@@ -9,9 +9,11 @@ mod agent;
 mod cell;
 mod context;
 mod error;
+mod link;
 mod mailbox;
 mod registry;
 mod request;
+mod supervisor;
 mod system;
 mod timer;
 
@@ -19,7 +21,11 @@ pub use actor_ref::{ActorId, ActorRef};
 pub use agent::{Agent, Options, StopReason, DEFAULT_MAILBOX};
 pub use context::Context;
 pub use error::{CallError, Error, RegistryError, Result, SendError};
+pub use link::Down;
 pub use request::{CallFuture, Request};
+pub use supervisor::{
+    Backoff, ChildSpec, Restart, Strategy, Supervisor, SupervisorError, SupervisorRef, Tree,
+};
 pub use system::System;
 pub use timer::TimerHandle;
 

@@ -21,13 +21,22 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
-use crate::StopReason;
+use crate::link::{Down, Watch};
+use crate::{ActorId, StopReason};
 
 /// A control message that bypasses the user queue.
 #[derive(Debug)]
 pub(crate) enum Signal {
     /// Stop after the current message.
     Stop(StopReason),
+    /// A monitored agent is gone (for the instance `generation` that asked).
+    Down { notice: Down, generation: u32 },
+    /// A linked instance ended (for our instance `generation`).
+    Exit {
+        from: ActorId,
+        reason: StopReason,
+        generation: u32,
+    },
 }
 
 /// What `poll_recv` produced.
@@ -89,6 +98,10 @@ struct Rare {
     signals: VecDeque<Signal>,
     senders: Vec<Waker>,
     stop_waiters: Vec<Waker>,
+    /// Links of the current instance and monitors on this agent.
+    watchers: Vec<Watch>,
+    /// Why the agent stopped for good, for monitors that arrive late.
+    final_reason: Option<StopReason>,
 }
 
 fn push_waker(list: &mut Vec<Waker>, waker: &Waker) {
@@ -238,15 +251,47 @@ impl<M, P> Mailbox<M, P> {
         self.state.lock().closed
     }
 
-    /// Marks the agent as fully stopped and wakes whoever waits for that.
-    pub(crate) fn terminate(&self) {
+    /// Marks the agent as fully stopped, wakes whoever waits for that and returns the
+    /// watchers (monitors and remaining links) to notify.
+    pub(crate) fn terminate(&self, reason: &StopReason) -> Vec<Watch> {
         let mut st = self.state.lock();
         st.terminated = true;
-        let waiters = st.rare.as_mut().map(|r| mem::take(&mut r.stop_waiters));
+        let rare = st.rare.get_or_insert_with(Box::default);
+        rare.final_reason = Some(reason.clone());
+        let waiters = mem::take(&mut rare.stop_waiters);
+        let watchers = mem::take(&mut rare.watchers);
         drop(st);
-        for w in waiters.into_iter().flatten() {
+        for w in waiters {
             w.wake();
         }
+        watchers
+    }
+
+    /// Adds a watcher. When the agent already stopped for good, returns the final reason
+    /// instead (the caller notifies at once).
+    pub(crate) fn watch(&self, watch: Watch) -> Result<(), StopReason> {
+        let mut st = self.state.lock();
+        let terminated = st.terminated;
+        let rare = st.rare.get_or_insert_with(Box::default);
+        if terminated {
+            return Err(rare.final_reason.clone().unwrap_or(StopReason::Normal));
+        }
+        rare.watchers.push(watch);
+        Ok(())
+    }
+
+    /// Removes and returns the links of the instance that just ended (monitors stay).
+    pub(crate) fn take_links(&self) -> Vec<Watch> {
+        let mut st = self.state.lock();
+        let Some(rare) = st.rare.as_mut() else {
+            return Vec::new();
+        };
+        if !rare.watchers.iter().any(|w| w.link) {
+            return Vec::new();
+        }
+        let (links, monitors) = mem::take(&mut rare.watchers).into_iter().partition(|w| w.link);
+        rare.watchers = monitors;
+        links
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
@@ -258,7 +303,10 @@ impl<M, P> Mailbox<M, P> {
         if st.terminated {
             return Poll::Ready(());
         }
-        push_waker(&mut st.rare.get_or_insert_with(Box::default).stop_waiters, cx.waker());
+        push_waker(
+            &mut st.rare.get_or_insert_with(Box::default).stop_waiters,
+            cx.waker(),
+        );
         Poll::Pending
     }
 
@@ -294,7 +342,10 @@ mod tests {
         assert!(matches!(mb.try_push(1), Ok(Wake::Start("agent"))));
         assert!(matches!(mb.try_push(2), Ok(Wake::Nothing)));
         let parked = Mb::new(4, Some("other"));
-        assert!(matches!(parked.signal(Signal::Stop(StopReason::Normal)), Some(Wake::Start("other"))));
+        assert!(matches!(
+            parked.signal(Signal::Stop(StopReason::Normal)),
+            Some(Wake::Start("other"))
+        ));
     }
 
     #[tokio::test]
@@ -366,8 +417,33 @@ mod tests {
         let waiter = tokio::spawn(async move { poll_fn(|cx| mb2.poll_terminated(cx)).await });
         tokio::task::yield_now().await;
         assert!(!mb.is_terminated());
-        mb.terminate();
+        assert!(mb.terminate(&StopReason::Normal).is_empty());
         waiter.await.unwrap();
         assert!(mb.is_terminated());
+        let late = Watch {
+            cell: std::sync::Weak::<crate::cell::Cell<NoAgent>>::new(),
+            generation: 0,
+            link: false,
+        };
+        assert_eq!(mb.watch(late).unwrap_err(), StopReason::Normal);
+    }
+
+    /// A stand-in agent type for a `Weak` that points nowhere.
+    struct NoAgent;
+    impl crate::Agent for NoAgent {
+        type Msg = ();
+        type Reply = ();
+        type Client = NoClient;
+        async fn handle(&mut self, _: (), _: &mut crate::Context<Self>) {}
+    }
+    #[derive(Clone)]
+    struct NoClient(crate::actor_ref::RawRef<NoAgent>);
+    impl crate::actor_ref::AgentClient<NoAgent> for NoClient {
+        fn troupe_from_raw(raw: crate::actor_ref::RawRef<NoAgent>) -> Self {
+            NoClient(raw)
+        }
+        fn troupe_raw(&self) -> &crate::actor_ref::RawRef<NoAgent> {
+            &self.0
+        }
     }
 }

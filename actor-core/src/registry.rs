@@ -57,6 +57,5 @@ impl Registry {
 }
 
 fn agent_cell<A: Agent>(agent: &ActorRef<A>) -> &crate::cell::Cell<A> {
-    use crate::actor_ref::AgentClient;
-    std::ops::Deref::deref(agent).troupe_raw().cell()
+    agent.cell()
 }

@@ -8,9 +8,11 @@ use std::sync::{Arc, Weak};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::cell::{self, AnyCell};
 use crate::registry::Registry;
+use crate::supervisor::{SupShared, SupervisorRef, Tree};
 use crate::{ActorRef, Agent, RegistryError, StopReason};
 
 /// A group of agents sharing a registry and a shutdown.
@@ -54,6 +56,7 @@ pub(crate) struct SystemInner {
     all_stopped: Notify,
     shutting_down: AtomicBool,
     pub(crate) registry: Registry,
+    supervisors: Mutex<Vec<Weak<SupShared>>>,
 }
 
 /// Every live agent, so that shutdown can reach them all. A slot is reused once its
@@ -87,6 +90,7 @@ impl System {
                 all_stopped: Notify::new(),
                 shutting_down: AtomicBool::new(false),
                 registry: Registry::default(),
+                supervisors: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -133,11 +137,21 @@ impl System {
         self.inner.live.load(Ordering::Acquire)
     }
 
+    /// The supervision trees of this system, printable with `{}`.
+    pub fn tree(&self) -> Tree {
+        let roots: Vec<Arc<SupShared>> = self.inner.root_supervisors();
+        Tree::new(self.agent_count(), &roots)
+    }
+
     /// Stops every agent and waits until all have stopped and run their `#[on_stop]`
-    /// hooks. Children started with `ctx.spawn` stop before their parents. Agents spawned
-    /// during shutdown are stopped too.
+    /// hooks. Supervisors stop first, each stopping its children in reverse start order;
+    /// children started with `ctx.spawn` stop before their parents. Agents spawned during
+    /// shutdown are stopped too.
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        for sup in self.inner.root_supervisors() {
+            SupervisorRef::from_shared(sup).shutdown().await;
+        }
         loop {
             let notified = self.inner.all_stopped.notified();
             let mut notified = std::pin::pin!(notified);
@@ -189,15 +203,29 @@ impl SystemInner {
         cell
     }
 
-    /// Runs an agent's task on the system's runtime.
-    pub(crate) fn start<F>(&self, task: F)
+    /// Runs an agent's (or a supervisor's) task on the system's runtime.
+    pub(crate) fn start<F>(&self, task: F) -> JoinHandle<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         match &self.handle {
-            Some(h) => drop(h.spawn(task)),
-            None => drop(tokio::spawn(task)),
+            Some(h) => h.spawn(task),
+            None => tokio::spawn(task),
         }
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn add_root_supervisor(&self, sup: Weak<SupShared>) {
+        let mut sups = self.supervisors.lock();
+        sups.retain(|s| s.strong_count() > 0);
+        sups.push(sup);
+    }
+
+    fn root_supervisors(&self) -> Vec<Arc<SupShared>> {
+        self.supervisors.lock().iter().filter_map(Weak::upgrade).collect()
     }
 
     pub(crate) fn agent_exited(&self, slot: usize) {

@@ -109,6 +109,7 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
             }
             Param::Ctx => quote!(ctx),
             Param::Reason => quote!(reason),
+            Param::Down => quote!(down),
         });
         let call = if h.is_async {
             quote_spanned!(method.span()=> self.#method(#(#call_args),*).await)
@@ -150,6 +151,18 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
             fn on_stop(&mut self, reason: &#krate::StopReason, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
                 async move {
                     let _ = (&reason, &ctx);
+                    #call;
+                }
+            }
+        }
+    });
+
+    let on_down = model.on_down.as_ref().map(|h| {
+        let call = hook_call(h);
+        quote! {
+            fn on_down(&mut self, down: #krate::Down, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+                async move {
+                    let _ = &ctx;
                     #call;
                 }
             }
@@ -246,6 +259,7 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
 
                 #on_start
                 #on_stop
+                #on_down
             }
         };
     }
@@ -256,6 +270,7 @@ fn hook_call(h: &Hook) -> TokenStream {
     let args = h.params.iter().map(|p| match p {
         Param::Ctx => quote!(ctx),
         Param::Reason => quote!(reason),
+        Param::Down => quote!(down),
         Param::Arg(_) => quote!(),
     });
     if h.is_async {

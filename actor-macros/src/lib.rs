@@ -39,6 +39,13 @@ pub fn on_start(attr: TokenStream, item: TokenStream) -> TokenStream {
     agent::misplaced(symbol::ON_START, attr.into(), item.into()).into()
 }
 
+/// Marks the method of an `#[agent]` impl block that receives `Down` notices: a
+/// monitored agent stopped, or a linked one crashed while this agent traps exits.
+#[proc_macro_attribute]
+pub fn on_down(attr: TokenStream, item: TokenStream) -> TokenStream {
+    agent::misplaced(symbol::ON_DOWN, attr.into(), item.into()).into()
+}
+
 /// Marks the method of an `#[agent]` impl block that runs after the last message; it
 /// receives the `&StopReason`.
 #[proc_macro_attribute]

@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{FnArg, ImplItem, ImplItemFn, Pat, ReturnType, Type};
 
-use crate::symbol::{CONTEXT, HANDLE, ON_START, ON_STOP, RESERVED_HANDLER_NAMES};
+use crate::symbol::{CONTEXT, HANDLE, ON_DOWN, ON_START, ON_STOP, RESERVED_HANDLER_NAMES};
 
 /// Collects every error so the user sees them all at once.
 #[derive(Default)]
@@ -39,6 +39,8 @@ pub(crate) enum Param {
     Ctx,
     /// The `&StopReason` parameter of `#[on_stop]`.
     Reason,
+    /// The `Down` parameter of `#[on_down]`.
+    Down,
 }
 
 pub(crate) struct Arg {
@@ -69,6 +71,7 @@ pub(crate) struct AgentImpl {
     pub(crate) handlers: Vec<Handler>,
     pub(crate) on_start: Option<Hook>,
     pub(crate) on_stop: Option<Hook>,
+    pub(crate) on_down: Option<Hook>,
 }
 
 /// Which of our attributes a method carries.
@@ -77,6 +80,7 @@ enum Role {
     Handle,
     OnStart,
     OnStop,
+    OnDown,
 }
 
 impl Role {
@@ -85,6 +89,7 @@ impl Role {
             Role::Handle => HANDLE,
             Role::OnStart => ON_START,
             Role::OnStop => ON_STOP,
+            Role::OnDown => ON_DOWN,
         }
     }
 }
@@ -95,6 +100,7 @@ fn role_of(attr: &syn::Attribute) -> Option<Role> {
         HANDLE => Some(Role::Handle),
         ON_START => Some(Role::OnStart),
         ON_STOP => Some(Role::OnStop),
+        ON_DOWN => Some(Role::OnDown),
         _ => None,
     }
 }
@@ -133,6 +139,7 @@ impl AgentImpl {
         let mut handlers = Vec::new();
         let mut on_start = None;
         let mut on_stop = None;
+        let mut on_down = None;
         let mut seen: HashMap<String, Span> = HashMap::new();
         let mut variants: HashMap<String, syn::Ident> = HashMap::new();
 
@@ -199,11 +206,11 @@ impl AgentImpl {
                         handlers.push(h);
                     }
                 }
-                Role::OnStart | Role::OnStop => {
-                    let slot = if role == Role::OnStart {
-                        &mut on_start
-                    } else {
-                        &mut on_stop
+                Role::OnStart | Role::OnStop | Role::OnDown => {
+                    let slot = match role {
+                        Role::OnStart => &mut on_start,
+                        Role::OnStop => &mut on_stop,
+                        _ => &mut on_down,
                     };
                     if slot.is_some() {
                         errors.push(
@@ -229,6 +236,7 @@ impl AgentImpl {
                     handlers,
                     on_start,
                     on_stop,
+                    on_down,
                 }),
                 cleaned,
                 None,
@@ -384,11 +392,17 @@ fn parse_hook(f: &ImplItemFn, role: Role, errors: &mut Errors) -> Option<Hook> {
             && !params.iter().any(|p| matches!(p, Param::Reason))
         {
             params.push(Param::Reason);
+        } else if role == Role::OnDown
+            && matches!(&*pt.ty, Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Down"))
+            && !params.iter().any(|p| matches!(p, Param::Down))
+        {
+            params.push(Param::Down);
         } else {
             let expected = match role {
                 Role::OnStop => {
                     "`#[on_stop]` takes `reason: &StopReason` and optionally `ctx: &mut Context<Self>`"
                 }
+                Role::OnDown => "`#[on_down]` takes `down: Down` and optionally `ctx: &mut Context<Self>`",
                 _ => "`#[on_start]` takes only an optional `ctx: &mut Context<Self>`",
             };
             errors.push(pt.span(), expected);

@@ -4,6 +4,7 @@ pub(crate) const AGENT: &str = "agent";
 pub(crate) const HANDLE: &str = "handle";
 pub(crate) const ON_START: &str = "on_start";
 pub(crate) const ON_STOP: &str = "on_stop";
+pub(crate) const ON_DOWN: &str = "on_down";
 
 pub(crate) const OPT_MAILBOX: &str = "mailbox";
 pub(crate) const OPT_CRATE: &str = "crate";
