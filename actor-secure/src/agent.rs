@@ -219,6 +219,43 @@ impl fmt::Debug for AgentAttestation {
     }
 }
 
+/// The identity of a running agent, derived from its node's identity: the documented
+/// equivalent of `ActorRef::identifier()` and `ctx.identifier()`.
+///
+/// `actor-core` knows no cryptography, so this extension trait adds the methods. It
+/// derives from the agent's [`ActorId`](actor_core::ActorId), which is unique within the
+/// process and kept across supervised restarts, but not across process restarts; for an
+/// identity that survives restarts, derive from a stable name with
+/// [`Identity::derive_agent`] (for example the name the agent is registered under).
+///
+/// ```ignore
+/// // `ignore`: needs an agent type from `#[agent]`, which lives in the facade crate.
+/// use troupe::secure::AgentIdentityExt;
+/// let id = counter_ref.identifier(&node_identity);
+/// ```
+pub trait AgentIdentityExt {
+    /// The agent's identity on the node whose identity is `node` (costs one key
+    /// derivation, on demand).
+    fn identity(&self, node: &Identity) -> Identity;
+
+    /// The agent's identifier on the node whose identity is `node`.
+    fn identifier(&self, node: &Identity) -> Identifier {
+        self.identity(node).identifier()
+    }
+}
+
+impl<A: actor_core::Agent> AgentIdentityExt for actor_core::ActorRef<A> {
+    fn identity(&self, node: &Identity) -> Identity {
+        node.derive_agent_by_id(self.id().as_u64())
+    }
+}
+
+impl<A: actor_core::Agent> AgentIdentityExt for actor_core::Context<A> {
+    fn identity(&self, node: &Identity) -> Identity {
+        node.derive_agent_by_id(self.id().as_u64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,42 +295,5 @@ mod tests {
             forged.verify(&node.identifier()),
             Err(AttestationError::BadSignature)
         );
-    }
-}
-
-/// The identity of a running agent, derived from its node's identity: the documented
-/// equivalent of `ActorRef::identifier()` and `ctx.identifier()`.
-///
-/// `actor-core` knows no cryptography, so this extension trait adds the methods. It
-/// derives from the agent's [`ActorId`](actor_core::ActorId), which is unique within the
-/// process and kept across supervised restarts, but not across process restarts; for an
-/// identity that survives restarts, derive from a stable name with
-/// [`Identity::derive_agent`] (for example the name the agent is registered under).
-///
-/// ```ignore
-/// // `ignore`: needs an agent type from `#[agent]`, which lives in the facade crate.
-/// use troupe::secure::AgentIdentityExt;
-/// let id = counter_ref.identifier(&node_identity);
-/// ```
-pub trait AgentIdentityExt {
-    /// The agent's identity on the node whose identity is `node` (costs one key
-    /// derivation, on demand).
-    fn identity(&self, node: &Identity) -> Identity;
-
-    /// The agent's identifier on the node whose identity is `node`.
-    fn identifier(&self, node: &Identity) -> Identifier {
-        self.identity(node).identifier()
-    }
-}
-
-impl<A: actor_core::Agent> AgentIdentityExt for actor_core::ActorRef<A> {
-    fn identity(&self, node: &Identity) -> Identity {
-        node.derive_agent_by_id(self.id().as_u64())
-    }
-}
-
-impl<A: actor_core::Agent> AgentIdentityExt for actor_core::Context<A> {
-    fn identity(&self, node: &Identity) -> Identity {
-        node.derive_agent_by_id(self.id().as_u64())
     }
 }

@@ -299,7 +299,7 @@ const LOW_ORDER: [[u8; 32]; 7] = [
 pub fn is_low_order_x25519(key: &[u8; 32]) -> bool {
     let mut k = *key;
     k[31] &= 0x7f;
-    LOW_ORDER.iter().any(|bad| *bad == k)
+    LOW_ORDER.contains(&k)
 }
 
 #[cfg(test)]

@@ -35,9 +35,8 @@ proptest! {
 
     #[test]
     fn handshake_payload_decode_never_panics_and_is_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
-        match HandshakePayload::decode(&bytes) {
-            Ok(p) => prop_assert_eq!(&p.encode()[..], &bytes[..]),
-            Err(_) => {}
+        if let Ok(p) = HandshakePayload::decode(&bytes) {
+            prop_assert_eq!(&p.encode()[..], &bytes[..]);
         }
         if bytes.len() != HandshakePayload::LEN {
             prop_assert!(HandshakePayload::decode(&bytes).is_err());
