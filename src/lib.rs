@@ -62,10 +62,10 @@ pub use actor_secure as secure;
 /// Everything an agent author needs: `use troupe::prelude::*;`.
 pub mod prelude {
     pub use actor_core::{
-        ActorId, ActorRef, Agent, CallError, Context, RegistryError, SendError, StopReason, System,
-        TimerHandle,
+        ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, RegistryError, Restart,
+        SendError, StopReason, Strategy, Supervisor, SupervisorError, SupervisorRef, System, TimerHandle,
     };
-    pub use actor_macros::{agent, handle, on_start, on_stop};
+    pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
 }
 
 /// Used by the code `#[agent]` generates. Not a public API.

@@ -208,11 +208,14 @@ pub(crate) async fn run<A: Agent>(agent: A, mut ctx: Context<A>) {
     let mut batch = VecDeque::new();
     let mut agent: Result<A, StopReason> = Ok(agent);
     loop {
-        let generation = cell.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        // The generation changes only when an instance ends, so a link or monitor made
+        // before this instance got to run still belongs to it.
+        let generation = cell.generation();
         let reason = match &mut agent {
             Ok(agent) => instance(agent, &mut ctx, &cell, &mut batch, generation).await,
             Err(failed_start) => failed_start.clone(),
         };
+        cell.generation.fetch_add(1, Ordering::AcqRel);
         if reason.is_abnormal() {
             tracing::error!(agent = %cell.id(), %reason, "agent crashed");
         }

@@ -81,8 +81,8 @@ impl SupTask {
                 SupMsg::Shutdown { reply } => {
                     self.set_status(Status::Busy);
                     self.stop_children(None).await;
-                    self.finalize_all(&StopReason::Shutdown).await;
                     self.set_status(Status::Stopped);
+                    self.finalize_all(&StopReason::Shutdown).await;
                     if let Some(reply) = reply {
                         let _ = reply.send(());
                     }
@@ -305,8 +305,9 @@ impl SupTask {
             ControlFlow::Continue(())
         } else {
             tracing::error!(supervisor = %self.shared.name, "restart intensity exceeded at the root; stopping the tree");
-            self.finalize_all(&reason).await;
+            // Stopped first: whoever sees a child gone also sees the supervisor gone.
             self.set_status(Status::Stopped);
+            self.finalize_all(&reason).await;
             ControlFlow::Break(())
         }
     }
