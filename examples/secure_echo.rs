@@ -5,8 +5,8 @@
 //! ```
 
 // ANCHOR: all
-use troupe::secure::{ChannelError, Identity, SecureChannel, TrustPolicy};
 use tokio::net::{TcpListener, TcpStream};
+use troupe::secure::{ChannelError, Identity, SecureChannel, TrustPolicy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -110,7 +110,6 @@ impl ChannelConfig {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct SecureChannel<IO> {
     io: IO,
     peer: Identifier,
@@ -251,7 +250,6 @@ where
 }
 
 /// The receiving half of a [`SecureChannel`].
-#[derive(Debug)]
 pub struct ChannelReader<IO> {
     io: ReadHalf<IO>,
     peer: Identifier,
@@ -271,7 +269,6 @@ impl<IO: AsyncRead + Unpin> ChannelReader<IO> {
 }
 
 /// The sending half of a [`SecureChannel`].
-#[derive(Debug)]
 pub struct ChannelWriter<IO> {
     io: WriteHalf<IO>,
     peer: Identifier,
@@ -304,5 +301,30 @@ impl<IO: AsyncWrite + Unpin> ChannelWriter<IO> {
     /// receiving until the peer closes too.
     pub async fn close(mut self) -> Result<(), ChannelError> {
         self.tx.close(&mut self.io).await
+    }
+}
+
+// Debug shows who the channel is with, never buffers or key state.
+impl<IO> std::fmt::Debug for SecureChannel<IO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureChannel")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<IO> std::fmt::Debug for ChannelReader<IO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelReader")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<IO> std::fmt::Debug for ChannelWriter<IO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelWriter")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
     }
 }
