@@ -135,8 +135,14 @@ async fn main() -> troupe::Result<()> {
     // ANCHOR: results
     println!("1. handlers may return Result: the call gives Result<Result<_, _>, CallError>");
     let foreman = system.spawn(Foreman::default());
-    println!("   assign(\"paint\") -> {:?}", foreman.assign("paint".into()).await?);
-    println!("   assign(\"\")      -> {:?}", foreman.assign(String::new()).await?);
+    println!(
+        "   assign(\"paint\") -> {:?}",
+        foreman.assign("paint".into()).await?
+    );
+    println!(
+        "   assign(\"\")      -> {:?}",
+        foreman.assign(String::new()).await?
+    );
     // ANCHOR_END: results
 
     // ANCHOR: crash
@@ -151,7 +157,11 @@ async fn main() -> troupe::Result<()> {
     let stack: ActorRef<Stack<&'static str>> = system.spawn(Stack { items: Vec::new() });
     stack.push("a").await?;
     stack.push("b").await?;
-    println!("   pop -> {:?}, pop -> {:?}", stack.pop().await?, stack.pop().await?);
+    println!(
+        "   pop -> {:?}, pop -> {:?}",
+        stack.pop().await?,
+        stack.pop().await?
+    );
 
     println!("4. timers can be cancelled");
     let reminder = system.spawn(Reminder::default());
@@ -159,7 +169,10 @@ async fn main() -> troupe::Result<()> {
     reminder.cancel().await?;
     reminder.remind_in(10).await?;
     tokio::time::sleep(Duration::from_millis(60)).await;
-    println!("   reminders fired: {} (one was cancelled)", reminder.fired().await?);
+    println!(
+        "   reminders fired: {} (one was cancelled)",
+        reminder.fired().await?
+    );
 
     println!("5. an agent stops itself; its child stops first");
     foreman.retire().await?;

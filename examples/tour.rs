@@ -96,7 +96,9 @@ async fn main() -> troupe::Result<()> {
 
     println!("4. the registry: find agents by name, typed");
     system.register("counter", &counter)?;
-    let found = system.lookup::<Counter>("counter").expect("registered just above");
+    let found = system
+        .lookup::<Counter>("counter")
+        .expect("registered just above");
     println!("   lookup(\"counter\") is the same agent: {}", found == counter);
 
     println!("5. a timer: a clock agent ticks every 100 ms and feeds the counter");
@@ -107,11 +109,17 @@ async fn main() -> troupe::Result<()> {
     });
     tokio::time::sleep(Duration::from_millis(350)).await;
     let ticks = clock.ticks().await?;
-    println!("   {ticks} ticks so far; the counter went from {before} to {}", counter.get().await?);
+    println!(
+        "   {ticks} ticks so far; the counter went from {before} to {}",
+        counter.get().await?
+    );
 
     println!("6. shut down: every agent stops and runs its on_stop hook");
     system.shutdown().await;
-    println!("   calls to a stopped agent fail cleanly: {:?}", counter.get().await);
+    println!(
+        "   calls to a stopped agent fail cleanly: {:?}",
+        counter.get().await
+    );
     // ANCHOR_END: main
     Ok(())
 }
