@@ -236,9 +236,9 @@ pub(crate) async fn run<A: Agent>(agent: A, mut ctx: Context<A>) {
             drop(std::mem::take(&mut batch));
             drop(cell.mailbox.close());
         }
-        ctx.teardown().await;
+        Box::pin(ctx.teardown()).await;
         if let Ok(agent) = &mut agent {
-            if let Err(panic) = CatchUnwind(pin!(agent.on_stop(&reason, &mut ctx))).await {
+            if let Err(panic) = CatchUnwind(Box::pin(agent.on_stop(&reason, &mut ctx)).as_mut()).await {
                 tracing::error!(agent = %cell.id(), panic = %panic_message(&*panic), "on_stop panicked");
             }
         }
@@ -279,7 +279,9 @@ async fn instance<A: Agent>(
     generation: u32,
 ) -> StopReason {
     ctx.begin_instance(generation);
-    if let Err(panic) = CatchUnwind(pin!(agent.on_start(ctx))).await {
+    // Rare paths (start, signals, stop) are boxed so that an idle agent's task holds
+    // only what the message loop needs.
+    if let Err(panic) = CatchUnwind(Box::pin(agent.on_start(ctx)).as_mut()).await {
         return StopReason::Panicked(panic_message(&*panic));
     }
     if let Some(reason) = ctx.take_stop() {
@@ -291,7 +293,7 @@ async fn instance<A: Agent>(
         if batch.is_empty() {
             match poll_fn(|cx| cell.mailbox.poll_recv(cx, batch)).await {
                 Received::Signal(signal) => {
-                    if let Some(reason) = on_signal(agent, ctx, signal, generation).await {
+                    if let Some(reason) = Box::pin(on_signal(agent, ctx, signal, generation)).await {
                         return reason;
                     }
                     continue;
@@ -320,7 +322,7 @@ async fn instance<A: Agent>(
                 let Some(signal) = cell.mailbox.take_signal() else {
                     break;
                 };
-                if let Some(reason) = on_signal(agent, ctx, signal, generation).await {
+                if let Some(reason) = Box::pin(on_signal(agent, ctx, signal, generation)).await {
                     return reason;
                 }
             }
@@ -431,5 +433,53 @@ pub(crate) fn spawn<A: Agent>(system: &crate::System, agent: A) -> ActorRef<A> {
         let cell: Arc<Cell<A>> = inner
             .track(|slot| Cell::build(ActorId::next(), slot, capacity, inner.clone(), Some(agent), None));
         ActorRef::from_raw(crate::RawRef::local(cell))
+    }
+}
+
+#[cfg(test)]
+mod footprint {
+    use super::*;
+
+    /// Memory per agent is a headline number: a tiny agent's cell and task future stay
+    /// within these bounds (rare paths are boxed; see `instance`).
+    #[tokio::test]
+    async fn a_tiny_agents_cell_and_task_stay_small() {
+        struct Tiny;
+        #[derive(Clone)]
+        struct TinyClient(crate::RawRef<Tiny>);
+        impl crate::actor_ref::AgentClient<Tiny> for TinyClient {
+            fn troupe_from_raw(raw: crate::RawRef<Tiny>) -> Self {
+                TinyClient(raw)
+            }
+            fn troupe_raw(&self) -> &crate::RawRef<Tiny> {
+                &self.0
+            }
+        }
+        impl Agent for Tiny {
+            type Msg = u64;
+            type Reply = u64;
+            type Client = TinyClient;
+            async fn handle(&mut self, m: u64, _: &mut Context<Self>) -> u64 {
+                m
+            }
+        }
+        let system = crate::System::new();
+        let cell: Arc<Cell<Tiny>> = system
+            .inner()
+            .track(|slot| Cell::build(ActorId::next(), slot, 4, system.inner().clone(), None, None));
+        let myself = ActorRef::from_raw(crate::RawRef::local(cell.clone()));
+        let ctx = Context::new(myself, system.clone());
+        let mut batch = VecDeque::new();
+        let mut ctx2 = Context::new(
+            ActorRef::from_raw(crate::RawRef::local(cell.clone())),
+            system.clone(),
+        );
+        let mut t = Tiny;
+        let inst = instance(&mut t, &mut ctx2, &cell, &mut batch, 0);
+        let fut = run(Tiny, ctx);
+        assert!(std::mem::size_of::<Cell<Tiny>>() <= 160);
+        assert!(std::mem::size_of_val(&inst) <= 256);
+        assert!(std::mem::size_of_val(&fut) <= 448);
+        assert!(std::mem::size_of::<Context<Tiny>>() <= 48);
     }
 }

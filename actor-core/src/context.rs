@@ -16,7 +16,8 @@ use crate::{ActorId, ActorRef, Agent, StopReason, System};
 pub struct Context<A: Agent> {
     myself: ActorRef<A>,
     system: System,
-    stop: Option<StopReason>,
+    // Boxed: a stop request is rare and a reason is four words.
+    stop: Option<Box<StopReason>>,
     generation: u32,
     trap_exits: bool,
     // Timers and children are rare: keep idle agents small by boxing them on first use.
@@ -143,12 +144,12 @@ impl<A: Agent> Context<A> {
     /// An abnormal reason (`StopReason::Error`) counts as a crash.
     pub fn stop_with(&mut self, reason: StopReason) {
         if self.stop.is_none() {
-            self.stop = Some(reason);
+            self.stop = Some(Box::new(reason));
         }
     }
 
     pub(crate) fn take_stop(&mut self) -> Option<StopReason> {
-        self.stop.take()
+        self.stop.take().map(|r| *r)
     }
 
     /// Starts a child agent. Children are stopped (and their `#[on_stop]` hooks run)

@@ -110,6 +110,8 @@ pub struct SpawnSample {
     pub call_each: Duration,
     pub rss_before: u64,
     pub rss_after: u64,
+    /// RSS after one call to each agent (agents that start lazily have started by then).
+    pub rss_called: u64,
 }
 
 impl SpawnSample {
@@ -121,6 +123,10 @@ impl SpawnSample {
             (
                 "rss_b",
                 self.rss_after.saturating_sub(self.rss_before) as f64 / self.n as f64,
+            ),
+            (
+                "rss_called_b",
+                self.rss_called.saturating_sub(self.rss_before) as f64 / self.n as f64,
             ),
         ])
     }

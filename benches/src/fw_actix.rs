@@ -181,12 +181,15 @@ pub fn run(workload: &str, p: Params) -> Outcome {
                 std::hint::black_box(r.send(Get).await.unwrap());
             }
             let call_each = t.elapsed();
+            settle().await;
+            let rss_called = vm_rss_bytes();
             let out = SpawnSample {
                 n: p.spawn,
                 spawn,
                 call_each,
                 rss_before,
                 rss_after,
+                rss_called,
             }
             .outcome();
             std::mem::forget(refs);

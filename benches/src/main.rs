@@ -259,6 +259,7 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("spawn ns/agent", "spawn", "spawn_ns"),
     ("spawn + 1 call each ns/agent", "spawn", "spawn_call_ns"),
     ("RSS B/agent", "spawn", "rss_b"),
+    ("RSS B/agent after 1 call", "spawn", "rss_called_b"),
     ("restart us", "restart", "restart_us"),
 ];
 
