@@ -79,6 +79,9 @@ enum Rx<P> {
     Parked(P),
 }
 
+/// Queue capacity an idle agent may keep; larger buffers (after a burst) are freed.
+const IDLE_KEEP: usize = 64;
+
 pub(crate) struct Mailbox<M, P> {
     capacity: usize,
     has_signal: AtomicBool,
@@ -204,6 +207,18 @@ impl<M, P> Mailbox<M, P> {
                 Rx::Waiting(w) if w.will_wake(cx.waker()) => {}
                 rx => *rx = Rx::Waiting(cx.waker().clone()),
             }
+            // Going idle: keep one small buffer for the next message and free the rest,
+            // so an idle agent holds at most one small allocation for its queue.
+            let spare = if st.queue.capacity() == 0 {
+                mem::swap(&mut st.queue, batch);
+                None
+            } else if st.queue.capacity() > IDLE_KEEP {
+                Some(mem::replace(&mut st.queue, mem::take(batch)))
+            } else {
+                Some(mem::take(batch))
+            };
+            drop(st);
+            drop(spare);
             return Poll::Pending;
         }
         mem::swap(&mut st.queue, batch);
