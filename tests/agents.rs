@@ -120,6 +120,7 @@ impl Gate {
 #[agent(mailbox = 3)]
 #[derive(Default)]
 pub struct SmallGate {
+    entered: Arc<Notify>,
     release: Arc<Notify>,
 }
 
@@ -127,6 +128,7 @@ pub struct SmallGate {
 impl SmallGate {
     #[handle]
     async fn wait(&mut self) {
+        self.entered.notify_one();
         self.release.notified().await;
     }
 
@@ -138,12 +140,14 @@ impl SmallGate {
 async fn try_cast_on_a_full_mailbox_fails_and_gives_the_message_back() {
     let system = System::new();
     let release = Arc::new(Notify::new());
+    let entered = Arc::new(Notify::new());
     let gate = system.spawn(SmallGate {
+        entered: entered.clone(),
         release: release.clone(),
     });
     // The agent takes `wait` and blocks in it; then three casts fill the mailbox.
     gate.wait().cast().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    entered.notified().await;
     for _ in 0..3 {
         gate.ping().try_cast().unwrap();
     }
@@ -183,19 +187,10 @@ async fn a_panic_fails_that_call_and_every_pending_and_later_call() {
         handled: 0,
     });
     gate.wait().cast().await.unwrap();
-    let boom = {
-        let gate = gate.clone();
-        tokio::spawn(async move { gate.boom().await })
-    };
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    let queued = {
-        let gate = gate.clone();
-        tokio::spawn(async move { gate.ping().await })
-    };
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    release.notify_one();
-    assert_eq!(boom.await.unwrap(), Err(CallError::Panicked));
-    assert_eq!(queued.await.unwrap(), Err(CallError::Stopped));
+    // `join!` polls in order: `boom` is queued before `ping`, and both before the release.
+    let (boom, queued, ()) = tokio::join!(gate.boom(), gate.ping(), async { release.notify_one() });
+    assert_eq!(boom, Err(CallError::Panicked));
+    assert_eq!(queued, Err(CallError::Stopped));
     gate.stopped().await;
     assert!(!gate.is_alive());
     assert_eq!(gate.ping().await, Err(CallError::Stopped));

@@ -206,18 +206,19 @@ async fn queued_messages_survive_a_restart(sup: Supervisor, kit: &Kit) {
     let system = System::new();
     let sup = sup.child(kit.spec("w")).spawn(&system);
     let w: ActorRef<Worker> = sup.child("w").unwrap();
-    // Hold the worker in `block`, queue a crash and 100 increments behind it.
+    // Hold the worker in `block`, queue a crash and 100 increments behind it (`join!`
+    // polls in order, so the crash is queued first), then release it.
     w.block().cast().await.unwrap();
-    let crash = {
-        let w = w.clone();
-        tokio::spawn(async move { w.crash().await })
-    };
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    for _ in 0..100 {
-        w.incr().cast().await.unwrap();
-    }
-    kit.gate.notify_one();
-    assert_eq!(within("crash", crash).await.unwrap(), Err(CallError::Panicked));
+    let (crash, ()) = within("crash", async {
+        tokio::join!(w.crash(), async {
+            for _ in 0..100 {
+                w.incr().cast().await.unwrap();
+            }
+            kit.gate.notify_one();
+        })
+    })
+    .await;
+    assert_eq!(crash, Err(CallError::Panicked));
     // Every queued increment is handled exactly once, by the new instance.
     assert_eq!(within("get", w.get()).await, Ok(100));
     assert_eq!(kit.handled.load(Ordering::SeqCst), 100);
