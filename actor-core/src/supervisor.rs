@@ -186,22 +186,15 @@ impl SupervisorRef {
     /// The child agent named `name`, as a typed reference. It stays valid across
     /// restarts.
     pub fn child<A: Agent>(&self, name: &str) -> Result<ActorRef<A>, SupervisorError> {
-        let st = self.shared.state.lock();
-        let entry = st
-            .children
-            .iter()
-            .find(|c| c.name == name)
-            .ok_or_else(|| SupervisorError::NoSuchChild(name.to_owned()))?;
-        entry
-            .ops
-            .any_ref()
-            .downcast_ref::<ActorRef<A>>()
-            .cloned()
-            .ok_or_else(|| SupervisorError::WrongType(name.to_owned()))
+        self.typed_child(name)
     }
 
     /// The nested supervisor named `name`.
     pub fn supervisor(&self, name: &str) -> Result<SupervisorRef, SupervisorError> {
+        self.typed_child(name)
+    }
+
+    fn typed_child<T: Clone + 'static>(&self, name: &str) -> Result<T, SupervisorError> {
         let st = self.shared.state.lock();
         let entry = st
             .children
@@ -211,7 +204,7 @@ impl SupervisorRef {
         entry
             .ops
             .any_ref()
-            .downcast_ref::<SupervisorRef>()
+            .downcast_ref::<T>()
             .cloned()
             .ok_or_else(|| SupervisorError::WrongType(name.to_owned()))
     }
