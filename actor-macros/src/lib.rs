@@ -1,7 +1,7 @@
 //! The `#[agent]` and `#[handle]` attribute macros of troupe.
 //!
 //! Use them through the facade: `use troupe::prelude::*;`. The entry points here are thin;
-//! the work happens on `proc_macro2` token streams in [`agent::expand`] so it can be unit
+//! the work happens on `proc_macro2` token streams in `agent::expand` so it can be unit
 //! tested: parse (`model`) -> validate (in `model`) -> generate (`expand`).
 
 mod agent;
