@@ -228,10 +228,27 @@ impl fmt::Debug for AgentAttestation {
 /// identity that survives restarts, derive from a stable name with
 /// [`Identity::derive_agent`] (for example the name the agent is registered under).
 ///
-/// ```ignore
-/// // `ignore`: needs an agent type from `#[agent]`, which lives in the facade crate.
-/// use troupe::secure::AgentIdentityExt;
-/// let id = counter_ref.identifier(&node_identity);
+/// ```
+/// use troupe::prelude::*;
+///
+/// #[derive(Default)]
+/// pub struct Counter;
+///
+/// #[agent]
+/// impl Counter {
+///     #[handle]
+///     fn ping(&self) {}
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let node = Identity::generate();
+/// let system = System::new();
+/// let counter = system.spawn(Counter);
+/// // The same agent on the same node always has the same identifier.
+/// assert_eq!(counter.identifier(&node), counter.identifier(&node));
+/// # system.shutdown().await;
+/// # }
 /// ```
 pub trait AgentIdentityExt {
     /// The agent's identity on the node whose identity is `node` (costs one key
