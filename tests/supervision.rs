@@ -644,3 +644,59 @@ impl Counter {
     #[handle]
     fn nothing(&self) {}
 }
+
+/// Many callers, random crashes, every strategy: no call may hang, no message may be
+/// handled twice, and the tree must still shut down cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_crashes_and_calls_never_hang_under_any_strategy() {
+    for strategy in [Strategy::OneForOne, Strategy::OneForAll, Strategy::RestForOne] {
+        let system = System::new();
+        let kit = Kit::default();
+        let names = ["w0", "w1", "w2", "w3"];
+        let mut sup = Supervisor::new(strategy).max_restarts(100_000, Duration::from_secs(1));
+        for name in names {
+            sup = sup.child(kit.spec(name));
+        }
+        let sup = sup.spawn(&system);
+        let workers: Vec<ActorRef<Worker>> = names.iter().map(|n| sup.child(n).unwrap()).collect();
+        let mut callers = Vec::new();
+        for c in 0..4u64 {
+            let workers = workers.clone();
+            callers.push(tokio::spawn(async move {
+                let mut seed = c * 7919 + 17;
+                let (mut ok, mut failed) = (0u32, 0u32);
+                for _ in 0..300 {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let w = &workers[(seed >> 33) as usize % workers.len()];
+                    let r = if (seed >> 20) % 10 == 0 {
+                        w.crash().await.map(|_| ())
+                    } else {
+                        w.incr().await
+                    };
+                    match r {
+                        Ok(()) => ok += 1,
+                        Err(CallError::Panicked) => failed += 1,
+                        Err(e) => panic!("unexpected {e:?} under {strategy:?}"),
+                    }
+                }
+                (ok, failed)
+            }));
+        }
+        let mut total_ok = 0;
+        for c in callers {
+            let (ok, _) = within("callers", c).await.unwrap();
+            total_ok += ok;
+        }
+        // Every increment that was answered Ok was handled exactly once.
+        assert_eq!(
+            kit.handled.load(Ordering::SeqCst),
+            u64::from(total_ok),
+            "{strategy:?}"
+        );
+        assert!(sup.is_alive());
+        within("shutdown", system.shutdown()).await;
+        assert_eq!(system.agent_count(), 0, "{strategy:?}");
+    }
+}
