@@ -107,6 +107,15 @@ struct Rare {
     final_reason: Option<StopReason>,
 }
 
+/// Enqueues; the first buffer holds a single message (most agents see one message at a
+/// time), later growth doubles as usual.
+fn push<M>(queue: &mut VecDeque<M>, msg: M) {
+    if queue.capacity() == 0 {
+        queue.reserve_exact(1);
+    }
+    queue.push_back(msg);
+}
+
 fn push_waker(list: &mut Vec<Waker>, waker: &Waker) {
     if !list.iter().any(|w| w.will_wake(waker)) {
         list.push(waker.clone());
@@ -141,7 +150,7 @@ impl<M, P> Mailbox<M, P> {
         if st.queue.len() >= self.capacity {
             return Err((msg, true));
         }
-        st.queue.push_back(msg);
+        push(&mut st.queue, msg);
         Ok(Wake::take(&mut st.rx))
     }
 
@@ -159,7 +168,7 @@ impl<M, P> Mailbox<M, P> {
             *slot = Some(msg);
             return Poll::Pending;
         }
-        st.queue.push_back(msg);
+        push(&mut st.queue, msg);
         Poll::Ready(Ok(Wake::take(&mut st.rx)))
     }
 
