@@ -241,7 +241,6 @@ impl<M, P> Mailbox<M, P> {
 
     /// Puts unhandled messages back at the front, in order (used when an instance ends
     /// but the mailbox lives on).
-    #[allow(dead_code)] // used by supervision restarts
     pub(crate) fn requeue_front(&self, mut rest: VecDeque<M>) {
         if rest.is_empty() {
             return;

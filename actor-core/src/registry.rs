@@ -26,7 +26,7 @@ impl Registry {
         // Flag first, then check liveness: a concurrent stop either sees the flag and
         // removes the entry after us (it needs this lock), or closed the mailbox before
         // our check and we refuse.
-        let cell = agent_cell(agent);
+        let cell = agent.cell();
         cell.mark_registered();
         if cell.is_closed() {
             return Err(RegistryError::AgentStopped);
@@ -54,8 +54,4 @@ impl Registry {
     pub(crate) fn remove_agent(&self, id: ActorId) {
         self.names.lock().retain(|_, e| e.id != id);
     }
-}
-
-fn agent_cell<A: Agent>(agent: &ActorRef<A>) -> &crate::cell::Cell<A> {
-    agent.cell()
 }
