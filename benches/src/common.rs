@@ -132,6 +132,28 @@ impl SpawnSample {
     }
 }
 
+/// Finishes a spawn sample: waits for the agents to settle after their calls and reads
+/// the resident memory they hold then.
+pub async fn spawn_outcome(
+    n: u64,
+    spawn: Duration,
+    call_each: Duration,
+    rss_before: u64,
+    rss_after: u64,
+) -> Outcome {
+    settle().await;
+    let rss_called = vm_rss_bytes();
+    SpawnSample {
+        n,
+        spawn,
+        call_each,
+        rss_before,
+        rss_after,
+        rss_called,
+    }
+    .outcome()
+}
+
 /// Lets freshly spawned agents start and park before RSS is sampled.
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(300)).await;

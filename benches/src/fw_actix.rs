@@ -180,18 +180,7 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             for r in &refs {
                 std::hint::black_box(r.send(Get).await.unwrap());
             }
-            let call_each = t.elapsed();
-            settle().await;
-            let rss_called = vm_rss_bytes();
-            let out = SpawnSample {
-                n: p.spawn,
-                spawn,
-                call_each,
-                rss_before,
-                rss_after,
-                rss_called,
-            }
-            .outcome();
+            let out = spawn_outcome(p.spawn, spawn, t.elapsed(), rss_before, rss_after).await;
             std::mem::forget(refs);
             out
         }),

@@ -326,9 +326,17 @@ fn troupe_rev() -> String {
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
         Some(rev) => {
-            let dirty = git(&["status", "--porcelain", "--", "src", "actor-core", "actor-macros", "Cargo.toml"])
-                .map(|s| !s.is_empty())
-                .unwrap_or(false);
+            let dirty = git(&[
+                "status",
+                "--porcelain",
+                "--",
+                "src",
+                "actor-core",
+                "actor-macros",
+                "Cargo.toml",
+            ])
+            .map(|s| !s.is_empty())
+            .unwrap_or(false);
             if dirty {
                 format!("troupe at {rev} plus uncommitted changes")
             } else {
