@@ -115,7 +115,7 @@ async fn main() -> troupe::Result<()> {
     for n in 8.. {
         match flaky.job(n).await {
             Ok(_) => {}
-            Err(CallError::Panicked) => println!("   job {n} crashed it"),
+            Err(CallError::Panicked(why)) => println!("   job {n} crashed it: {why}"),
             Err(e) => {
                 println!("   job {n} -> error: {e} (the supervisor gave up)");
                 break;

@@ -189,7 +189,7 @@ async fn a_panic_fails_that_call_and_every_pending_and_later_call() {
     gate.wait().cast().await.unwrap();
     // `join!` polls in order: `boom` is queued before `ping`, and both before the release.
     let (boom, queued, ()) = tokio::join!(gate.boom(), gate.ping(), async { release.notify_one() });
-    assert_eq!(boom, Err(CallError::Panicked));
+    assert_eq!(boom, Err(CallError::Panicked("gate exploded".into())));
     assert_eq!(queued, Err(CallError::Stopped));
     gate.stopped().await;
     assert!(!gate.is_alive());
@@ -202,7 +202,10 @@ async fn a_panic_fails_that_call_and_every_pending_and_later_call() {
 async fn a_panic_in_an_async_handler_is_a_crash_too() {
     let system = System::new();
     let gate = system.spawn(Gate::default());
-    assert_eq!(gate.async_boom().await, Err(CallError::Panicked));
+    assert_eq!(
+        gate.async_boom().await,
+        Err(CallError::Panicked("async gate exploded".into()))
+    );
     assert_eq!(gate.ping().await, Err(CallError::Stopped));
 }
 
@@ -380,7 +383,7 @@ async fn a_panicking_agent_still_runs_on_stop_with_the_panic_reason() {
     let f = system.spawn(Fragile {
         reason: reason.clone(),
     });
-    assert_eq!(f.crash().await, Err(CallError::Panicked));
+    assert_eq!(f.crash().await, Err(CallError::Panicked("fragile broke".into())));
     f.stopped().await;
     let r = reason.lock().clone().unwrap();
     assert_eq!(r, StopReason::Panicked("fragile broke".into()));

@@ -127,6 +127,15 @@ async fn within<T>(what: &str, f: impl std::future::IntoFuture<Output = T>) -> T
     }
 }
 
+/// The call failed because the handler panicked on purpose (the message travels along).
+#[track_caller]
+fn assert_crashed<T: std::fmt::Debug>(r: Result<T, CallError>) {
+    match r {
+        Err(CallError::Panicked(m)) if m.ends_with("crashed on purpose") => {}
+        other => panic!("expected a crash on purpose, got {other:?}"),
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Exit {
     Panic,
@@ -155,7 +164,7 @@ async fn check_strategy_and_policy(strategy: Strategy, policy: Restart, exit: Ex
         Exit::Normal => within("quit", b.quit()).await,
     };
     match exit {
-        Exit::Panic => assert_eq!(r, Err(CallError::Panicked)),
+        Exit::Panic => assert_crashed(r),
         _ => assert_eq!(r, Ok(())),
     }
     let abnormal = !matches!(exit, Exit::Normal);
@@ -218,7 +227,7 @@ async fn queued_messages_survive_a_restart(sup: Supervisor, kit: &Kit) {
         })
     })
     .await;
-    assert_eq!(crash, Err(CallError::Panicked));
+    assert_crashed(crash);
     // Every queued increment is handled exactly once, by the new instance.
     assert_eq!(within("get", w.get()).await, Ok(100));
     assert_eq!(kit.handled.load(Ordering::SeqCst), 100);
@@ -258,10 +267,10 @@ async fn escalation_goes_up_two_levels() {
         .spawn(&system);
     let mid = sup.supervisor("mid").unwrap();
     let leaf: ActorRef<Worker> = mid.child("leaf").unwrap();
-    assert_eq!(within("crash 1", leaf.crash()).await, Err(CallError::Panicked));
+    assert_crashed(within("crash 1", leaf.crash()).await);
     assert_eq!(within("get 1", leaf.get()).await, Ok(0));
     assert_eq!(sup.restarts(), 0);
-    assert_eq!(within("crash 2", leaf.crash()).await, Err(CallError::Panicked));
+    assert_crashed(within("crash 2", leaf.crash()).await);
     leaf.incr().await.unwrap();
     assert_eq!(within("get 2", leaf.get()).await, Ok(1));
     assert_eq!(sup.restarts(), 1, "the root restarted the middle supervisor");
@@ -296,7 +305,7 @@ async fn escalation_past_the_root_stops_the_tree_and_no_call_hangs() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(within("crash", x.crash()).await, Err(CallError::Panicked));
+    assert_crashed(within("crash", x.crash()).await);
     kit.gate.notify_one();
     for p in pending {
         let r = within("pending call", p).await.unwrap();
@@ -349,14 +358,14 @@ async fn backoff_delays_restarts_exponentially() {
     let mut delays = Vec::new();
     for _ in 0..4 {
         let t = Instant::now();
-        assert_eq!(w.crash().await, Err(CallError::Panicked));
+        assert_crashed(w.crash().await);
         // The call waits for the next instance (between instances, calls queue).
         assert_eq!(w.get().await, Ok(0));
         delays.push(t.elapsed().as_millis());
     }
     assert_eq!(delays, vec![100, 200, 300, 300]);
     // A call with a shorter timeout than the backoff times out instead of waiting.
-    assert_eq!(w.crash().await, Err(CallError::Panicked));
+    assert_crashed(w.crash().await);
     assert_eq!(
         w.get().timeout(Duration::from_millis(50)).await,
         Err(CallError::Timeout)
@@ -534,7 +543,7 @@ async fn a_linked_crash_stops_the_partner_unless_it_traps_exits() {
     let w = plain_worker(&system, &kit, "w");
     plain.link(w.clone()).await.unwrap();
     trapper.link(w.clone()).await.unwrap();
-    assert_eq!(w.crash().await, Err(CallError::Panicked));
+    assert_crashed(w.crash().await);
     within("plain partner stops", plain.stopped()).await;
     assert_eq!(plain.ping().await, Err(CallError::Stopped));
     trapper.ping().await.unwrap();
@@ -567,7 +576,7 @@ async fn a_normal_stop_does_not_kill_linked_partners_and_links_are_two_way() {
         "a normal stop is not an exit signal to a non-trapping partner"
     );
     // The other direction: the watcher crashing takes the linked worker down with it.
-    assert_eq!(watcher.crash().await, Err(CallError::Panicked));
+    assert_crashed(watcher.crash().await);
     within("w2 stops", w2.stopped()).await;
     assert_eq!(
         kit.journal.lines().last().cloned(),
@@ -677,7 +686,7 @@ async fn concurrent_crashes_and_calls_never_hang_under_any_strategy() {
                     };
                     match r {
                         Ok(()) => ok += 1,
-                        Err(CallError::Panicked) => failed += 1,
+                        Err(CallError::Panicked(_)) => failed += 1,
                         Err(e) => panic!("unexpected {e:?} under {strategy:?}"),
                     }
                 }

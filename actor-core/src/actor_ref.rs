@@ -23,6 +23,10 @@ impl ActorId {
         ActorId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
     }
 
+    pub(crate) fn from_u64(id: u64) -> Self {
+        ActorId(id)
+    }
+
     /// The id as a number (unique within this process).
     pub fn as_u64(self) -> u64 {
         self.0
@@ -133,8 +137,29 @@ impl<A: Agent> ActorRef<A> {
     /// Asks the agent to stop after the message it is handling; messages still queued
     /// are not handled (their callers get [`CallError::Stopped`](crate::CallError::Stopped)).
     /// Returns false when it had already stopped.
+    ///
+    /// This waits for nothing: await [`stopped`](ActorRef::stopped) to know it is gone,
+    /// bounded with `tokio::time::timeout` and followed by [`kill`](ActorRef::kill) if a
+    /// handler may hang. A supervised agent is stopped for the instance only: a
+    /// `Permanent` child is restarted (use
+    /// [`SupervisorRef::terminate_child`](crate::SupervisorRef::terminate_child) to remove
+    /// it for good).
     pub fn stop_gracefully(&self) -> bool {
         self.raw().cell().request_stop(crate::StopReason::Normal)
+    }
+
+    /// Kills the agent at once, as OTP's `exit(Pid, kill)`: its task is aborted wherever
+    /// it waits (a handler stuck in an `.await` included), `#[on_stop]` does not run, calls
+    /// queued behind it get [`CallError::Stopped`](crate::CallError::Stopped), and links
+    /// and monitors see [`StopReason::Killed`](crate::StopReason::Killed). Timers are
+    /// cancelled and children started with `ctx.spawn` are asked to stop.
+    ///
+    /// A supervised agent counts a kill as a crash: its supervisor restarts it (the
+    /// reference and the queued messages survive). A handler that never yields (a
+    /// blocking loop) cannot be aborted until it does. Returns false when the agent had
+    /// already stopped for good; [`stopped`](ActorRef::stopped) resolves once it is gone.
+    pub fn kill(&self) -> bool {
+        self.raw().cell().kill()
     }
 
     /// Resolves once the agent has stopped and its `#[on_stop]` hook has run.

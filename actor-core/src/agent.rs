@@ -31,9 +31,8 @@ pub trait Agent: Sized + Send + 'static {
         Options::default()
     }
 
-    /// Handles one message and produces its reply.
-    fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>)
-        -> impl Future<Output = Self::Reply> + Send;
+    /// Handles one message; the reply (for a call) goes through the context.
+    fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send;
 
     /// Runs once before the first message of each instance (`#[on_start]`).
     fn on_start(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {
@@ -48,7 +47,10 @@ pub trait Agent: Sized + Send + 'static {
         async {}
     }
 
-    /// Runs once after the last message (`#[on_stop]`), whatever the reason.
+    /// Runs once after the last message of each instance (`#[on_stop]`), whatever the
+    /// reason, except when the instance is killed (its task is aborted). Timers and
+    /// children it starts are cancelled and stopped when it returns; a panic in it is
+    /// logged and does not change the outcome.
     fn on_stop(&mut self, reason: &StopReason, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {
         let _ = (reason, ctx);
         async {}
@@ -94,6 +96,10 @@ pub enum StopReason {
     Error(String),
     /// A linked agent ended abnormally (and this agent does not trap exits).
     Linked(crate::ActorId),
+    /// It was killed ([`ActorRef::kill`](crate::ActorRef::kill), or it did not stop
+    /// within a shutdown timeout): its task was aborted where it stood and `#[on_stop]`
+    /// did not run.
+    Killed,
 }
 
 impl StopReason {
@@ -102,7 +108,7 @@ impl StopReason {
     pub fn is_abnormal(&self) -> bool {
         matches!(
             self,
-            StopReason::Panicked(_) | StopReason::Error(_) | StopReason::Linked(_)
+            StopReason::Panicked(_) | StopReason::Error(_) | StopReason::Linked(_) | StopReason::Killed
         )
     }
 }
@@ -115,6 +121,7 @@ impl fmt::Display for StopReason {
             StopReason::Panicked(m) => write!(f, "panicked: {m}"),
             StopReason::Error(m) => write!(f, "error: {m}"),
             StopReason::Linked(id) => write!(f, "linked agent {id} crashed"),
+            StopReason::Killed => f.write_str("killed"),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::future::{poll_fn, Future};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::cell::{self, AnyCell, Cell};
+use crate::cell::{self, AnyCell, Cell, ReplyTx};
 use crate::link::Watch;
 use crate::mailbox::Signal;
 use crate::timer::TimerHandle;
@@ -22,10 +22,12 @@ pub struct Context<A: Agent> {
     trap_exits: bool,
     // Timers and children are rare: keep idle agents small by boxing them on first use.
     extras: Option<Box<Extras>>,
+    /// Where the reply to the message being handled goes (none for a cast).
+    reply: Option<ReplyTx<A>>,
 }
 
 #[derive(Default)]
-struct Extras {
+pub(crate) struct Extras {
     timers: Vec<TimerHandle>,
     children: Vec<Arc<dyn AnyCell>>,
 }
@@ -39,6 +41,23 @@ impl<A: Agent> Context<A> {
             generation: 0,
             trap_exits: false,
             extras: None,
+            reply: None,
+        }
+    }
+
+    pub(crate) fn set_reply(&mut self, reply: Option<ReplyTx<A>>) {
+        self.reply = reply;
+    }
+
+    pub(crate) fn take_reply(&mut self) -> Option<ReplyTx<A>> {
+        self.reply.take()
+    }
+
+    /// Answers the message being handled (used by generated code).
+    #[doc(hidden)]
+    pub fn __reply(&mut self, value: A::Reply) {
+        if let Some(tx) = self.reply.take() {
+            let _ = tx.send(Ok(value));
         }
     }
 
@@ -110,7 +129,6 @@ impl<A: Agent> Context<A> {
                     reason,
                     linked: false,
                 },
-                generation: self.generation,
             });
         }
     }
@@ -203,18 +221,25 @@ impl<A: Agent> Context<A> {
 
     /// Cancels timers, then stops children and waits for them.
     pub(crate) async fn teardown(&mut self) {
-        let Some(extras) = self.extras.take() else {
+        let Some(extras) = self.teardown_now() else {
             return;
         };
+        for c in &extras.children {
+            poll_fn(|cx| c.poll_terminated(cx)).await;
+        }
+    }
+
+    /// Cancels timers and asks children to stop, without waiting (a killed agent's
+    /// clean-up, which cannot wait). Returns what it tore down.
+    pub(crate) fn teardown_now(&mut self) -> Option<Box<Extras>> {
+        let extras = self.extras.take()?;
         for t in &extras.timers {
             t.cancel();
         }
         for c in &extras.children {
             c.clone().request_stop(StopReason::Shutdown);
         }
-        for c in &extras.children {
-            poll_fn(|cx| c.poll_terminated(cx)).await;
-        }
+        Some(extras)
     }
 }
 

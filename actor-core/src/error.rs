@@ -11,21 +11,30 @@ pub enum CallError {
     Timeout,
     /// The agent was stopped (or stopped before handling the message); nothing was handled.
     Stopped,
-    /// The handler panicked while handling this message. The agent crashed; see
-    /// [`StopReason::Panicked`](crate::StopReason::Panicked) for the panic message.
-    Panicked,
+    /// The handler panicked while handling this message, with the panic message (cut to
+    /// 256 bytes). The agent crashed; its supervisor, if any, decides what happens next.
+    Panicked(String),
+    /// A handler called its own agent, which can only answer after the handler returns:
+    /// the call would wait forever (Erlang's `calling_self`). Cast to yourself instead,
+    /// or reply later with [`Reply`](crate::Reply).
+    CallingSelf,
+    /// The handler took the reply slot ([`Reply`](crate::Reply)) and dropped it without
+    /// answering.
+    NoReply,
     /// The reply did not match the request (a protocol error; never happens locally).
     BadReply,
 }
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CallError::Timeout => "call timed out",
-            CallError::Stopped => "agent stopped",
-            CallError::Panicked => "handler panicked",
-            CallError::BadReply => "reply did not match the request",
-        })
+        match self {
+            CallError::Timeout => f.write_str("call timed out"),
+            CallError::Stopped => f.write_str("agent stopped"),
+            CallError::Panicked(m) => write!(f, "handler panicked: {m}"),
+            CallError::CallingSelf => f.write_str("an agent called itself and would wait forever"),
+            CallError::NoReply => f.write_str("the handler dropped the reply without answering"),
+            CallError::BadReply => f.write_str("reply did not match the request"),
+        }
     }
 }
 
@@ -35,7 +44,9 @@ impl std::error::Error for CallError {}
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError<M> {
-    /// The mailbox is full (only from [`Request::try_cast`](crate::Request::try_cast)).
+    /// The mailbox is full: from [`Request::try_cast`](crate::Request::try_cast), or from
+    /// a cast given a [`timeout`](crate::Request::timeout) that passed while it waited
+    /// for room.
     Full(M),
     /// The agent has stopped; its mailbox no longer accepts messages.
     Closed(M),

@@ -13,6 +13,7 @@ mod link;
 mod mailbox;
 mod registry;
 mod request;
+mod runner;
 mod supervisor;
 mod system;
 mod timer;
@@ -26,7 +27,7 @@ pub use request::{CallFuture, Request};
 pub use supervisor::{
     Backoff, ChildSpec, Restart, Strategy, Supervisor, SupervisorError, SupervisorRef, Tree,
 };
-pub use system::System;
+pub use system::{System, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use timer::TimerHandle;
 
 #[doc(hidden)]

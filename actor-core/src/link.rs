@@ -54,7 +54,6 @@ pub(crate) fn notify(id: ActorId, reason: &StopReason, watchers: Vec<Watch>) {
                         reason: reason.clone(),
                         linked: false,
                     },
-                    generation: w.generation,
                 }
             };
             cell.deliver(signal);

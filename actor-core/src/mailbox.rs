@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
+use tokio::task::AbortHandle;
 
 use crate::link::{Down, Watch};
 use crate::{ActorId, StopReason};
@@ -29,8 +30,8 @@ use crate::{ActorId, StopReason};
 pub(crate) enum Signal {
     /// Stop after the current message.
     Stop(StopReason),
-    /// A monitored agent is gone (for the instance `generation` that asked).
-    Down { notice: Down, generation: u32 },
+    /// A monitored agent is gone (monitors belong to the agent, whatever its instance).
+    Down { notice: Down },
     /// A linked instance ended (for our instance `generation`).
     Exit {
         from: ActorId,
@@ -69,6 +70,16 @@ impl<P> Wake<P> {
     }
 }
 
+/// What `kill` found.
+pub(crate) enum Kill<M, P> {
+    /// The agent had already stopped for good.
+    Gone,
+    /// Its task was aborted (or will be as soon as it is known).
+    Aborted,
+    /// It had not started: here it is, with its queue; the mailbox is now closed.
+    Parked(P, VecDeque<M>),
+}
+
 /// The receiving side's state.
 enum Rx<P> {
     /// Its task is running (or has been woken and will look at the queue).
@@ -92,8 +103,12 @@ struct State<M, P> {
     queue: VecDeque<M>,
     rx: Rx<P>,
     rare: Option<Box<Rare>>,
+    /// The task running the current instance, so that it can be killed.
+    task: Option<AbortHandle>,
     closed: bool,
     terminated: bool,
+    /// A kill arrived while the task was being started: abort it once known.
+    kill_pending: bool,
 }
 
 #[derive(Default)]
@@ -135,8 +150,10 @@ impl<M, P> Mailbox<M, P> {
                     None => Rx::Running,
                 },
                 rare: None,
+                task: None,
                 closed: false,
                 terminated: false,
+                kill_pending: false,
             }),
         }
     }
@@ -250,6 +267,54 @@ impl<M, P> Mailbox<M, P> {
         st.queue = rest;
     }
 
+    /// Drops pending stop requests (they were meant for an instance that has ended).
+    pub(crate) fn clear_stop_signals(&self) {
+        let mut st = self.state.lock();
+        let Some(rare) = st.rare.as_mut() else {
+            return;
+        };
+        rare.signals.retain(|s| !matches!(s, Signal::Stop(_)));
+        if rare.signals.is_empty() {
+            self.has_signal.store(false, Ordering::Release);
+        }
+    }
+
+    /// Records the task that runs the current instance.
+    pub(crate) fn set_task(&self, task: AbortHandle) {
+        let mut st = self.state.lock();
+        if mem::take(&mut st.kill_pending) {
+            task.abort();
+        }
+        st.task = Some(task);
+    }
+
+    /// Forgets the task of an instance that has ended.
+    pub(crate) fn clear_task(&self) {
+        self.state.lock().task = None;
+    }
+
+    /// Kills the receiver: aborts its task, or, when it never started, hands it back
+    /// with its queue and closes the mailbox.
+    pub(crate) fn kill(&self) -> Kill<M, P> {
+        let mut st = self.state.lock();
+        if st.terminated {
+            return Kill::Gone;
+        }
+        if matches!(st.rx, Rx::Parked(_)) {
+            let Rx::Parked(p) = mem::replace(&mut st.rx, Rx::Running) else {
+                return Kill::Gone;
+            };
+            drop(st);
+            let queue = self.close();
+            return Kill::Parked(p, queue);
+        }
+        match &st.task {
+            Some(task) => task.abort(),
+            None => st.kill_pending = true,
+        }
+        Kill::Aborted
+    }
+
     /// Closes the mailbox: later sends and signals fail, and every queued message is
     /// returned so the caller can drop it outside the lock (dropping a call's reply slot
     /// resolves it to `CallError::Stopped`).
@@ -279,6 +344,7 @@ impl<M, P> Mailbox<M, P> {
     pub(crate) fn terminate(&self, reason: &StopReason) -> Vec<Watch> {
         let mut st = self.state.lock();
         st.terminated = true;
+        st.task = None;
         let rare = st.rare.get_or_insert_with(Box::default);
         rare.final_reason = Some(reason.clone());
         let waiters = mem::take(&mut rare.stop_waiters);

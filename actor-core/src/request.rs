@@ -144,6 +144,11 @@ impl<A: Agent, R> Future for CallFuture<'_, A, R> {
             this.deadline = Some(Box::pin(tokio::time::sleep(d)));
         }
         if this.pending.is_some() {
+            if crate::runner::current_agent() == Some(this.target.id()) {
+                // The agent would wait for itself: fail now rather than deadlock.
+                this.pending = None;
+                return Poll::Ready(Err(CallError::CallingSelf));
+            }
             match this.target.poll_push(cx, &mut this.pending) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_closed)) => return Poll::Ready(Err(CallError::Stopped)),

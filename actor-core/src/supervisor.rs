@@ -343,6 +343,7 @@ pub(crate) enum Phase {
 }
 
 /// What a crashed or stopped child instance does next (decided under the lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Decision {
     /// Build a new instance now, in the same task, over the same mailbox.
     RestartInPlace,
@@ -365,8 +366,9 @@ impl SupShared {
         self.system.upgrade().is_none_or(|s| s.is_shutting_down())
     }
 
-    /// Called by a child's task when its instance ended: the fast path.
-    pub(crate) fn decide(&self, key: u64, reason: &StopReason) -> Decision {
+    /// Called by a child's task when its instance ended: the fast path. A restart in
+    /// place needs the task, so `in_place` is false for a killed instance.
+    pub(crate) fn decide(&self, key: u64, reason: &StopReason, in_place: bool) -> Decision {
         let shutting_down = self.system_shutting_down();
         let mut st = self.state.lock();
         let st = &mut *st;
@@ -386,7 +388,7 @@ impl SupShared {
             st.children.remove(i);
             return Decision::Final;
         }
-        if st.strategy == Strategy::OneForOne && st.backoff.is_none() && st.record_restart() {
+        if in_place && st.strategy == Strategy::OneForOne && st.backoff.is_none() && st.record_restart() {
             let child = &mut st.children[i];
             child.attempts += 1;
             child.last_restart = Some(Instant::now());

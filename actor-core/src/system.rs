@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
@@ -59,13 +60,21 @@ pub(crate) struct SystemInner {
     supervisors: Mutex<Vec<Weak<SupShared>>>,
 }
 
-/// Every live agent, so that shutdown can reach them all. A slot is reused once its
-/// agent has exited.
+/// Every live agent, so that shutdown can reach them all. The system holds each agent
+/// until it stops for good (an agent lives until it is stopped, whether or not anyone
+/// still holds a reference to it). A slot is reused once its agent has exited.
 #[derive(Default)]
 struct Slots {
-    entries: Vec<Option<Weak<dyn AnyCell>>>,
+    entries: Vec<Option<Arc<dyn AnyCell>>>,
     free: Vec<usize>,
 }
+
+/// How long [`System::shutdown`] waits for agents to stop before it kills them.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for killed agents' tasks to be dropped before it gives up on
+/// them (a task that never yields, e.g. a handler in a blocking loop, cannot be aborted).
+const KILL_GRACE: Duration = Duration::from_secs(1);
 
 impl System {
     /// Creates an empty system on the current tokio runtime.
@@ -132,7 +141,9 @@ impl System {
         self.inner.registry.lookup(name)
     }
 
-    /// How many agents are running (started and not yet fully stopped).
+    /// How many agents are alive: spawned and not yet fully stopped, including agents
+    /// that have not received their first message yet (they start on it) and agents
+    /// running their `#[on_stop]` hook.
     pub fn agent_count(&self) -> usize {
         self.inner.live.load(Ordering::Acquire)
     }
@@ -144,25 +155,47 @@ impl System {
     }
 
     /// Stops every agent and waits until all have stopped and run their `#[on_stop]`
-    /// hooks. Supervisors stop first, each stopping its children in reverse start order;
-    /// children started with `ctx.spawn` stop before their parents. Agents spawned during
-    /// shutdown are stopped too.
+    /// hooks, for at most [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s); agents still running then
+    /// are killed. See [`shutdown_timeout`](System::shutdown_timeout).
     pub async fn shutdown(&self) {
+        self.shutdown_timeout(DEFAULT_SHUTDOWN_TIMEOUT).await
+    }
+
+    /// Stops every agent and waits until all have stopped and run their `#[on_stop]`
+    /// hooks, for at most `timeout`. Supervisors stop first, each stopping its children
+    /// in reverse start order; children started with `ctx.spawn` stop before their
+    /// parents. Agents spawned during shutdown are stopped too.
+    ///
+    /// Agents still running when `timeout` has passed (a handler stuck in an `.await`,
+    /// a slow `#[on_stop]`) are killed: their tasks are aborted, their queued calls get
+    /// [`CallError::Stopped`](crate::CallError::Stopped), and each is logged (a `tracing`
+    /// warning). An aborted task is dropped the next time it yields; one that never
+    /// yields (a handler in a blocking loop) cannot be aborted: after one more second,
+    /// shutdown logs an error naming it and returns anyway. Shutdown never hangs.
+    pub async fn shutdown_timeout(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         self.inner.shutting_down.store(true, Ordering::SeqCst);
-        for sup in self.inner.root_supervisors() {
-            SupervisorRef::from_shared(sup).shutdown().await;
+        let graceful = async {
+            for sup in self.inner.root_supervisors() {
+                SupervisorRef::from_shared(sup).shutdown().await;
+            }
+            self.inner.wait_all_stopped(true).await;
+        };
+        if tokio::time::timeout_at(deadline, graceful).await.is_ok() {
+            return;
         }
-        loop {
-            let notified = self.inner.all_stopped.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.inner.live.load(Ordering::Acquire) == 0 {
-                return;
+        for cell in self.inner.live_cells() {
+            if cell.clone().kill() {
+                tracing::warn!(agent = %cell.id(), kind = cell.type_name(), ?timeout, "agent did not stop within the shutdown timeout; killed");
             }
+        }
+        if tokio::time::timeout(KILL_GRACE, self.inner.wait_all_stopped(false))
+            .await
+            .is_err()
+        {
             for cell in self.inner.live_cells() {
-                cell.request_stop(StopReason::Shutdown);
+                tracing::error!(agent = %cell.id(), kind = cell.type_name(), "agent could not be killed (its handler never yields: a blocking loop?); shutdown gives up on it");
             }
-            notified.await;
         }
     }
 }
@@ -193,8 +226,8 @@ impl SystemInner {
             }
         };
         let cell = Arc::new(build(slot));
-        let weak: Weak<dyn AnyCell> = Arc::downgrade(&cell) as Weak<dyn AnyCell>;
-        slots.entries[slot] = Some(weak);
+        let entry: Arc<dyn AnyCell> = cell.clone();
+        slots.entries[slot] = Some(entry);
         self.live.fetch_add(1, Ordering::AcqRel);
         drop(slots);
         if self.shutting_down.load(Ordering::SeqCst) {
@@ -203,14 +236,25 @@ impl SystemInner {
         cell
     }
 
-    /// Runs an agent's (or a supervisor's) task on the system's runtime.
-    pub(crate) fn start<F>(&self, task: F) -> JoinHandle<()>
+    /// Runs an agent's (or a supervisor's) task on the system's runtime, or on the
+    /// current one for a system created outside a runtime. With no runtime at all the
+    /// task is dropped (an agent's task then ends as killed) and an error is logged.
+    pub(crate) fn start<F>(&self, task: F) -> Option<JoinHandle<()>>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         match &self.handle {
-            Some(h) => h.spawn(task),
-            None => tokio::spawn(task),
+            Some(h) => Some(h.spawn(task)),
+            None => match Handle::try_current() {
+                Ok(h) => Some(h.spawn(task)),
+                Err(_) => {
+                    tracing::error!(
+                        "troupe: no tokio runtime to run an agent on; create the System inside one"
+                    );
+                    drop(task);
+                    None
+                }
+            },
         }
     }
 
@@ -241,12 +285,26 @@ impl SystemInner {
         }
     }
 
-    fn live_cells(&self) -> Vec<Arc<dyn AnyCell>> {
-        self.slots
-            .lock()
-            .entries
-            .iter()
-            .filter_map(|e| e.as_ref().and_then(Weak::upgrade))
-            .collect()
+    pub(crate) fn live_cells(&self) -> Vec<Arc<dyn AnyCell>> {
+        self.slots.lock().entries.iter().flatten().cloned().collect()
+    }
+
+    /// Resolves once no agent is alive; with `stop`, asks every live agent to stop each
+    /// time it looks (agents spawned meanwhile included).
+    async fn wait_all_stopped(&self, stop: bool) {
+        loop {
+            let notified = self.all_stopped.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            if stop {
+                for cell in self.live_cells() {
+                    cell.request_stop(StopReason::Shutdown);
+                }
+            }
+            notified.await;
+        }
     }
 }

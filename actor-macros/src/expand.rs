@@ -116,7 +116,12 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
         } else {
             quote_spanned!(method.span()=> self.#method(#(#call_args),*))
         };
-        arms.push(quote! { #pattern => #reply::#variant(#call), });
+        arms.push(quote! {
+            #pattern => {
+                let value = #call;
+                ctx.__reply(#reply::#variant(value));
+            }
+        });
 
         methods.push(quote! {
             #(#docs)*
@@ -250,9 +255,8 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                     (&&#krate::__private::OptionsProbe::<Self>::new()).troupe_options()
                 }
 
-                fn handle(&mut self, msg: Self::Msg, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = Self::Reply> + ::core::marker::Send {
+                fn handle(&mut self, msg: Self::Msg, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
                     async move {
-                        let _ = &ctx;
                         match msg {
                             #(#arms)*
                             #phantom_arm

@@ -26,13 +26,9 @@ impl Agent for Probe {
     type Reply = Identifier;
     type Client = ProbeClient;
 
-    fn handle(
-        &mut self,
-        _msg: (),
-        ctx: &mut Context<Self>,
-    ) -> impl std::future::Future<Output = Identifier> + Send {
+    fn handle(&mut self, _msg: (), ctx: &mut Context<Self>) -> impl std::future::Future<Output = ()> + Send {
         let id = ctx.identifier(&self.node);
-        async move { id }
+        async move { ctx.__reply(id) }
     }
 }
 

@@ -7,11 +7,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::{Restart, SupShared, Supervisor, SupervisorRef};
 use crate::actor_ref::short_type_name;
-use crate::cell::{panic_message, Cell, Supervised};
+use crate::cell::{Cell, Supervised};
+use crate::runner::panic_message;
 use crate::{ActorId, ActorRef, Agent, RawRef, StopReason, System};
 
 /// How to build (and rebuild) one child of a supervisor.
@@ -94,8 +94,9 @@ pub(crate) trait ChildOps: Send {
     fn start(&mut self) -> Result<(), StopReason>;
     /// Asks the running instance to stop; it reports `Exited` when gone.
     fn request_stop(&self);
-    /// Aborts the running instance; returns its task to await.
-    fn kill(&mut self) -> Option<JoinHandle<()>>;
+    /// Aborts the running instance; it reports `Exited` once its task is dropped.
+    /// False when there is nothing to kill (a nested supervisor).
+    fn kill(&mut self) -> bool;
     /// Stops for good: the mailbox closes and the reference stops working. For a nested
     /// supervisor, returns a receiver that resolves once its subtree is gone.
     fn finalize(&mut self, reason: &StopReason) -> Option<oneshot::Receiver<()>>;
@@ -132,7 +133,6 @@ struct AgentChild<A: Agent> {
     cell: Arc<Cell<A>>,
     r: ActorRef<A>,
     factory: Arc<dyn Fn() -> A + Send + Sync>,
-    task: Option<JoinHandle<()>>,
 }
 
 impl<A: Agent> AgentChild<A> {
@@ -149,12 +149,7 @@ impl<A: Agent> AgentChild<A> {
         };
         let cell = crate::cell::new_supervised(system, hook);
         let r = ActorRef::from_raw(RawRef::local(cell.clone()));
-        AgentChild {
-            cell,
-            r,
-            factory,
-            task: None,
-        }
+        AgentChild { cell, r, factory }
     }
 }
 
@@ -162,7 +157,7 @@ impl<A: Agent> ChildOps for AgentChild<A> {
     fn start(&mut self) -> Result<(), StopReason> {
         let agent = catch_unwind(AssertUnwindSafe(|| (self.factory)()))
             .map_err(|p| StopReason::Panicked(panic_message(&*p)))?;
-        self.task = Some(self.cell.start(agent));
+        self.cell.start(agent);
         Ok(())
     }
 
@@ -170,10 +165,8 @@ impl<A: Agent> ChildOps for AgentChild<A> {
         self.cell.request_stop(StopReason::Shutdown);
     }
 
-    fn kill(&mut self) -> Option<JoinHandle<()>> {
-        let task = self.task.take()?;
-        task.abort();
-        Some(task)
+    fn kill(&mut self) -> bool {
+        self.cell.kill()
     }
 
     fn finalize(&mut self, reason: &StopReason) -> Option<oneshot::Receiver<()>> {
@@ -216,8 +209,8 @@ impl ChildOps for SupChild {
         let _ = self.r.shared.send(super::SupMsg::Suspend);
     }
 
-    fn kill(&mut self) -> Option<JoinHandle<()>> {
-        None
+    fn kill(&mut self) -> bool {
+        false
     }
 
     fn finalize(&mut self, _reason: &StopReason) -> Option<oneshot::Receiver<()>> {

@@ -355,26 +355,28 @@ impl SupTask {
         }
     }
 
-    /// Waits for `key`'s `Exited`, deferring other messages; kills it after `timeout`.
+    /// Waits for `key`'s `Exited`, deferring other messages; kills it after `timeout`
+    /// and then waits for the killed instance's report (sent when its task is dropped).
     async fn wait_exit(&mut self, key: u64, timeout: Duration) {
-        let deadline = Instant::now().checked_add(timeout);
+        let mut deadline = Instant::now().checked_add(timeout);
         loop {
             let msg = match deadline {
                 Some(at) => match tokio::time::timeout_at(at, self.rx.recv()).await {
                     Ok(m) => m,
                     Err(_) => {
-                        let task = {
+                        deadline = None;
+                        let killed = {
                             let mut st = self.shared.state.lock();
                             st.children
                                 .iter_mut()
                                 .find(|c| c.key == key)
-                                .and_then(|c| c.ops.kill())
+                                .is_some_and(|c| c.ops.kill())
                         };
-                        tracing::warn!(supervisor = %self.shared.name, child = key, "child did not stop in time; killed");
-                        if let Some(task) = task {
-                            let _ = task.await;
+                        if !killed {
+                            return;
                         }
-                        return;
+                        tracing::warn!(supervisor = %self.shared.name, child = key, "child did not stop in time; killed");
+                        continue;
                     }
                 },
                 None => self.rx.recv().await,

@@ -1,0 +1,374 @@
+//! The task that runs an agent: instance after instance over its cell, the message
+//! loop, signals, and catching panics.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::{pin, Pin};
+use std::task::{Context as TaskContext, Poll};
+
+use crate::cell::{Cell, Envelope};
+use crate::link::Down;
+use crate::mailbox::{Received, Signal};
+use crate::supervisor::Decision;
+use crate::{ActorId, Agent, CallError, Context, StopReason};
+
+/// Everything an agent's task owns besides the cell.
+///
+/// If the task is dropped before it finished (it was aborted by `kill`, by a supervisor
+/// after a shutdown timeout, or the runtime went away), dropping this ends the instance
+/// as [`StopReason::Killed`]: timers are cancelled, children are asked to stop, links
+/// and monitors are told, and the messages the instance had taken but not handled go
+/// back to the front of the mailbox for the next instance (supervised) or are answered
+/// `Stopped` (for good). `#[on_stop]` does not run for a killed instance.
+pub(crate) struct Task<A: Agent> {
+    ctx: Context<A>,
+    batch: VecDeque<Envelope<A>>,
+    /// `Err`: the factory panicked, so this instance failed to start. (Rare values are
+    /// boxed: this struct lives in every agent's task.)
+    agent: Option<Result<A, Box<StopReason>>>,
+    /// Set once an instance has ended, while `on_stop` and clean-up run.
+    ending: Option<Box<(Decision, StopReason)>>,
+    finished: bool,
+}
+
+impl<A: Agent> Task<A> {
+    pub(crate) fn new(agent: A, ctx: Context<A>) -> Self {
+        Task {
+            ctx,
+            batch: VecDeque::new(),
+            agent: Some(Ok(agent)),
+            ending: None,
+            finished: false,
+        }
+    }
+}
+
+/// Runs an agent over its cell, instance after instance when a supervisor restarts it
+/// in place, until it stops for good or its supervisor takes over.
+#[allow(clippy::manual_async_fn)] // on purpose: see the comment below
+pub(crate) fn run<A: Agent>(mut task: Task<A>) -> impl Future<Output = ()> + Send {
+    // An async block rather than an `async fn`: the task is used where it was captured
+    // instead of being copied into the future a second time.
+    async move {
+        let cell = task.ctx.cell().clone();
+        loop {
+            // The generation changes only when an instance ends, so a link made before this
+            // instance got to run still belongs to it.
+            let generation = cell.generation();
+            let reason = match &mut task.agent {
+                Some(Ok(agent)) => instance(agent, &mut task.ctx, &cell, &mut task.batch, generation).await,
+                Some(Err(failed_start)) => (**failed_start).clone(),
+                None => StopReason::Killed,
+            };
+            let decision = cell.end_instance(&reason, false);
+            if matches!(decision, Decision::Final) {
+                // Close first so that nothing waits on an agent that is going away: queued
+                // and unhandled messages are dropped here, which resolves their calls to
+                // `Stopped`.
+                drop(std::mem::take(&mut task.batch));
+                drop(cell.mailbox().close());
+            }
+            task.ending = Some(Box::new((decision, reason.clone())));
+            Box::pin(task.ctx.teardown()).await;
+            if let Some(Ok(agent)) = &mut task.agent {
+                if let Err(panic) = CatchUnwind::new(
+                    cell.id(),
+                    Box::pin(agent.on_stop(&reason, &mut task.ctx)).as_mut(),
+                )
+                .await
+                {
+                    tracing::error!(agent = %cell.id(), panic = %panic_message(&*panic), "on_stop panicked");
+                }
+            }
+            // Timers and children that `on_stop` itself started do not outlive it.
+            Box::pin(task.ctx.teardown()).await;
+            match decision {
+                Decision::Final | Decision::Suspend => {
+                    task.finished = true;
+                    task.finish(decision, reason);
+                    return;
+                }
+                Decision::RestartInPlace => {
+                    task.ending = None;
+                    let Some(s) = cell.supervised() else { return };
+                    let next = catch_unwind(AssertUnwindSafe(|| (s.factory)()))
+                        .map_err(|p| Box::new(StopReason::Panicked(panic_message(&*p))));
+                    if let Some(Ok(old)) = task.agent.replace(next) {
+                        drop_agent(cell.id(), old);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<A: Agent> Task<A> {
+    /// The instance is over and the task lets go of the cell: for good (`Final`), or
+    /// handing the mailbox back to the supervisor (`Suspend`).
+    fn finish(&mut self, decision: Decision, reason: StopReason) {
+        let cell = self.ctx.cell().clone();
+        if let Some(Ok(agent)) = self.agent.take() {
+            drop_agent(cell.id(), agent);
+        }
+        if matches!(decision, Decision::Final) {
+            drop(std::mem::take(&mut self.batch));
+            drop(cell.mailbox().close());
+            cell.terminate(&reason);
+        } else {
+            // The rest of the batch goes back, in order, for the next instance.
+            cell.mailbox().requeue_front(std::mem::take(&mut self.batch));
+            cell.mailbox().clear_task();
+        }
+        cell.report_exit(reason);
+    }
+}
+
+impl<A: Agent> Drop for Task<A> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let cell = self.ctx.cell().clone();
+        let (decision, reason) = match self.ending.take().map(|b| *b) {
+            Some((d @ (Decision::Final | Decision::Suspend), reason)) => (d, reason),
+            // Killed while running, or between two instances of an in-place restart.
+            _ => (cell.end_instance(&StopReason::Killed, true), StopReason::Killed),
+        };
+        self.ctx.teardown_now();
+        let decision = match decision {
+            Decision::RestartInPlace => Decision::Suspend,
+            d => d,
+        };
+        self.finish(decision, reason);
+    }
+}
+
+/// Drops an agent's state; a panic in its `Drop` is logged, not propagated.
+pub(crate) fn drop_agent<A>(id: crate::ActorId, agent: A) {
+    if let Err(panic) = catch_unwind(AssertUnwindSafe(move || drop(agent))) {
+        tracing::error!(agent = %id, panic = %panic_message(&*panic), "dropping the agent panicked");
+    }
+}
+
+/// Runs one instance: `on_start`, then messages and signals until it stops.
+async fn instance<A: Agent>(
+    agent: &mut A,
+    ctx: &mut Context<A>,
+    cell: &Cell<A>,
+    batch: &mut VecDeque<Envelope<A>>,
+    generation: u32,
+) -> StopReason {
+    let id = cell.id();
+    ctx.begin_instance(generation);
+    // Rare paths (start, signals, stop) are boxed so that an idle agent's task holds
+    // only what the message loop needs.
+    if let Err(panic) = CatchUnwind::new(id, Box::pin(agent.on_start(ctx)).as_mut()).await {
+        return StopReason::Panicked(panic_message(&*panic));
+    }
+    if let Some(reason) = ctx.take_stop() {
+        return reason;
+    }
+    loop {
+        // After an in-place restart the batch still holds the crashed instance's
+        // unhandled messages: they come first.
+        if batch.is_empty() {
+            match poll_fn(|cx| cell.mailbox().poll_recv(cx, batch)).await {
+                Received::Signal(signal) => {
+                    if let Some(reason) = Box::pin(on_signal(agent, ctx, signal, generation)).await {
+                        return reason;
+                    }
+                    continue;
+                }
+                Received::Batch => {}
+            }
+        }
+        while let Some(Envelope { msg, reply }) = batch.pop_front() {
+            // The handler answers through the context (or takes the slot: `Reply<T>`).
+            ctx.set_reply(reply);
+            let handled = CatchUnwind::new(id, pin!(agent.handle(msg, ctx))).await;
+            if let Err(panic) = handled {
+                let message = panic_message(&*panic);
+                if let Some(tx) = ctx.take_reply() {
+                    let _ = tx.send(Err(CallError::Panicked(bounded(&message))));
+                }
+                return StopReason::Panicked(message);
+            }
+            if let Some(reason) = ctx.take_stop() {
+                return reason;
+            }
+            while cell.mailbox().has_signal() {
+                let Some(signal) = cell.mailbox().take_signal() else {
+                    break;
+                };
+                if let Some(reason) = Box::pin(on_signal(agent, ctx, signal, generation)).await {
+                    return reason;
+                }
+            }
+        }
+        // Let other tasks on this worker run between batches of a busy agent.
+        tokio::task::consume_budget().await;
+    }
+}
+
+/// Handles one signal; returns a reason when the instance must stop.
+async fn on_signal<A: Agent>(
+    agent: &mut A,
+    ctx: &mut Context<A>,
+    signal: Signal,
+    generation: u32,
+) -> Option<StopReason> {
+    let notice = match signal {
+        Signal::Stop(reason) => return Some(reason),
+        // Monitors belong to the agent, not to one instance: a restarted watcher still
+        // gets the notice.
+        Signal::Down { notice } => notice,
+        Signal::Exit {
+            from,
+            reason,
+            generation: g,
+        } => {
+            if g != generation {
+                return None;
+            }
+            if !ctx.traps_exits() {
+                return reason.is_abnormal().then_some(StopReason::Linked(from));
+            }
+            Down {
+                id: from,
+                reason,
+                linked: true,
+            }
+        }
+    };
+    let id = ctx.id();
+    let outcome = CatchUnwind::new(id, pin!(agent.on_down(notice, ctx))).await;
+    match outcome {
+        Ok(()) => ctx.take_stop(),
+        Err(panic) => Some(StopReason::Panicked(panic_message(&*panic))),
+    }
+}
+
+thread_local! {
+    /// The agent whose handler or hook this thread is polling right now (0: none).
+    static CURRENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The agent whose handler or hook is running on this thread, if any.
+pub(crate) fn current_agent() -> Option<ActorId> {
+    let id = CURRENT.with(std::cell::Cell::get);
+    (id != 0).then(|| ActorId::from_u64(id))
+}
+
+/// Polls a future, turning a panic inside it into an `Err` with the panic payload.
+/// While it polls, the thread knows which agent it runs for (see [`current_agent`]).
+struct CatchUnwind<'a, F> {
+    id: ActorId,
+    fut: Pin<&'a mut F>,
+}
+
+impl<'a, F> CatchUnwind<'a, F> {
+    fn new(id: ActorId, fut: Pin<&'a mut F>) -> Self {
+        CatchUnwind { id, fut }
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<'_, F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let id = self.id.as_u64();
+        let fut = self.fut.as_mut();
+        let outer = CURRENT.with(|c| c.replace(id));
+        let polled = catch_unwind(AssertUnwindSafe(move || fut.poll(cx)));
+        CURRENT.with(|c| c.set(outer));
+        match polled {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+/// The text of a panic payload (`panic!("...")` gives a `&str` or a `String`).
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Longest panic message a caller receives in [`CallError::Panicked`] (the agent's log
+/// has the whole message).
+pub(crate) const PANIC_MESSAGE_MAX: usize = 256;
+
+/// `message`, cut to at most [`PANIC_MESSAGE_MAX`] bytes on a character boundary.
+pub(crate) fn bounded(message: &str) -> String {
+    if message.len() <= PANIC_MESSAGE_MAX {
+        return message.to_owned();
+    }
+    let mut end = PANIC_MESSAGE_MAX - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = message[..end].to_owned();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod footprint {
+    use super::*;
+    use crate::cell::Cell;
+    use crate::ActorRef;
+    use std::sync::Arc;
+
+    /// Memory per agent is a headline number: a tiny agent's cell and task future stay
+    /// within these bounds (rare paths are boxed; see `instance`).
+    #[tokio::test]
+    async fn a_tiny_agents_cell_and_task_stay_small() {
+        struct Tiny;
+        #[derive(Clone)]
+        struct TinyClient(crate::RawRef<Tiny>);
+        impl crate::actor_ref::AgentClient<Tiny> for TinyClient {
+            fn troupe_from_raw(raw: crate::RawRef<Tiny>) -> Self {
+                TinyClient(raw)
+            }
+            fn troupe_raw(&self) -> &crate::RawRef<Tiny> {
+                &self.0
+            }
+        }
+        impl Agent for Tiny {
+            type Msg = u64;
+            type Reply = u64;
+            type Client = TinyClient;
+            async fn handle(&mut self, m: u64, ctx: &mut Context<Self>) {
+                ctx.__reply(m)
+            }
+        }
+        let system = crate::System::new();
+        let cell: Arc<Cell<Tiny>> = system
+            .inner()
+            .track(|slot| Cell::build(ActorId::next(), slot, 4, system.inner().clone(), None, None));
+        let myself = ActorRef::from_raw(crate::RawRef::local(cell.clone()));
+        let ctx = Context::new(myself, system.clone());
+        let mut batch = VecDeque::new();
+        let mut ctx2 = Context::new(
+            ActorRef::from_raw(crate::RawRef::local(cell.clone())),
+            system.clone(),
+        );
+        let mut t = Tiny;
+        let inst = instance(&mut t, &mut ctx2, &cell, &mut batch, 0);
+        let fut = run(Task::new(Tiny, ctx));
+        assert!(std::mem::size_of::<Cell<Tiny>>() <= 160);
+        assert!(std::mem::size_of_val(&inst) <= 256);
+        assert!(std::mem::size_of_val(&fut) <= 448);
+        // 56: the reply slot of the message being handled lives in the context.
+        assert!(std::mem::size_of::<Context<Tiny>>() <= 56);
+    }
+}
