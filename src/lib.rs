@@ -48,8 +48,8 @@
 #[doc(inline)]
 pub use actor_core::{
     ActorId, ActorRef, Agent, Backoff, CallError, CallFuture, ChildSpec, Context, Down, Error, Options,
-    RegistryError, Request, Restart, Result, SendError, StopReason, Strategy, Supervisor, SupervisorError,
-    SupervisorRef, System, TimerHandle, Tree, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
+    RegistryError, Reply, Request, Restart, Result, SendError, StopReason, Strategy, Supervisor,
+    SupervisorError, SupervisorRef, System, TimerHandle, Tree, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
@@ -62,8 +62,9 @@ pub use actor_secure as secure;
 /// Everything an agent author needs: `use troupe::prelude::*;`.
 pub mod prelude {
     pub use actor_core::{
-        ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, RegistryError, Restart,
-        SendError, StopReason, Strategy, Supervisor, SupervisorError, SupervisorRef, System, TimerHandle,
+        ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, RegistryError, Reply,
+        Restart, SendError, StopReason, Strategy, Supervisor, SupervisorError, SupervisorRef, System,
+        TimerHandle,
     };
     pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
     pub use actor_secure::{

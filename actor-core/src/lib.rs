@@ -12,6 +12,7 @@ mod error;
 mod link;
 mod mailbox;
 mod registry;
+mod reply;
 mod request;
 mod runner;
 mod supervisor;
@@ -23,6 +24,7 @@ pub use agent::{Agent, Options, StopReason, DEFAULT_MAILBOX};
 pub use context::Context;
 pub use error::{CallError, Error, RegistryError, Result, SendError};
 pub use link::Down;
+pub use reply::Reply;
 pub use request::{CallFuture, Request};
 pub use supervisor::{
     Backoff, ChildSpec, Restart, Strategy, Supervisor, SupervisorError, SupervisorRef, Tree,

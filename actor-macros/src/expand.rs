@@ -110,18 +110,29 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
             Param::Ctx => quote!(ctx),
             Param::Reason => quote!(reason),
             Param::Down => quote!(down),
+            Param::Reply => quote!(__troupe_reply),
         });
         let call = if h.is_async {
             quote_spanned!(method.span()=> self.#method(#(#call_args),*).await)
         } else {
             quote_spanned!(method.span()=> self.#method(#(#call_args),*))
         };
-        arms.push(quote! {
-            #pattern => {
-                let value = #call;
-                ctx.__reply(#reply::#variant(value));
-            }
-        });
+        if h.deferred {
+            // The handler takes the reply slot and answers when it likes.
+            arms.push(quote! {
+                #pattern => {
+                    let __troupe_reply = #krate::Reply::__from_ctx(ctx, #reply::#variant);
+                    #call;
+                }
+            });
+        } else {
+            arms.push(quote! {
+                #pattern => {
+                    let value = #call;
+                    ctx.__reply(#reply::#variant(value));
+                }
+            });
+        }
 
         methods.push(quote! {
             #(#docs)*
@@ -278,7 +289,7 @@ fn hook_call(h: &Hook) -> TokenStream {
         Param::Ctx => quote!(ctx),
         Param::Reason => quote!(reason),
         Param::Down => quote!(down),
-        Param::Arg(_) => quote!(),
+        Param::Arg(_) | Param::Reply => quote!(),
     });
     if h.is_async {
         quote_spanned!(method.span()=> self.#method(#(#args),*).await)

@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{FnArg, ImplItem, ImplItemFn, Pat, ReturnType, Type};
 
-use crate::symbol::{CONTEXT, HANDLE, ON_DOWN, ON_START, ON_STOP, RESERVED_HANDLER_NAMES};
+use crate::symbol::{CONTEXT, HANDLE, ON_DOWN, ON_START, ON_STOP, REPLY, RESERVED_HANDLER_NAMES};
 
 /// Collects every error so the user sees them all at once.
 #[derive(Default)]
@@ -41,6 +41,8 @@ pub(crate) enum Param {
     Reason,
     /// The `Down` parameter of `#[on_down]`.
     Down,
+    /// The `Reply<T>` parameter of a handler that answers later.
+    Reply,
 }
 
 pub(crate) struct Arg {
@@ -54,7 +56,10 @@ pub(crate) struct Handler {
     pub(crate) is_async: bool,
     pub(crate) args: Vec<Arg>,
     pub(crate) params: Vec<Param>,
+    /// What a caller gets: the return type, or `T` of a `Reply<T>` parameter.
     pub(crate) ret: Type,
+    /// True when the handler takes `Reply<T>` and answers through it.
+    pub(crate) deferred: bool,
     pub(crate) docs: Vec<syn::Attribute>,
 }
 
@@ -286,6 +291,24 @@ fn is_context(ty: &Type) -> bool {
     p.path.segments.last().is_some_and(|s| s.ident == CONTEXT)
 }
 
+/// `T` when `ty` is `Reply<T>` (any path ending in `Reply` with one type argument).
+fn reply_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident != REPLY {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|a| match a {
+        syn::GenericArgument::Type(t) => Some(t),
+        _ => None,
+    });
+    let t = types.next()?;
+    types.next().is_none().then_some(t)
+}
+
 fn is_context_mut(ty: &Type) -> bool {
     matches!(ty, Type::Reference(r) if r.mutability.is_some()) && is_context(ty)
 }
@@ -300,8 +323,20 @@ fn parse_handler(
     let mut args = Vec::new();
     let mut params = Vec::new();
     let mut ok = true;
+    let mut deferred: Option<Type> = None;
     for (i, input) in f.sig.inputs.iter().enumerate().skip(1) {
         let FnArg::Typed(pt) = input else { continue };
+        if let Some(t) = reply_type(&pt.ty) {
+            if deferred.is_some() {
+                errors.push(pt.span(), "a handler takes at most one `Reply<T>` parameter");
+                ok = false;
+            }
+            let mut t = t.clone();
+            ReplaceSelf(self_ty).visit_type_mut(&mut t);
+            deferred = Some(t);
+            params.push(Param::Reply);
+            continue;
+        }
         if is_context(&pt.ty) {
             if !is_context_mut(&pt.ty) {
                 errors.push(pt.ty.span(), "the context parameter must be `&mut Context<Self>`");
@@ -340,9 +375,18 @@ fn parse_handler(
         params.push(Param::Arg(args.len()));
         args.push(Arg { name, ty });
     }
-    let ret = match &f.sig.output {
-        ReturnType::Default => syn::parse_quote!(()),
-        ReturnType::Type(_, ty) => {
+    let ret = match (&f.sig.output, deferred.take()) {
+        (ReturnType::Default, Some(t)) => t,
+        (ReturnType::Type(_, ty), Some(t)) => {
+            errors.push(
+                ty.span(),
+                "a handler that takes `Reply<T>` answers through it and returns nothing: remove the return type (callers get the `T`)",
+            );
+            ok = false;
+            t
+        }
+        (ReturnType::Default, None) => syn::parse_quote!(()),
+        (ReturnType::Type(_, ty), None) => {
             if let Type::ImplTrait(it) = &**ty {
                 errors.push(
                     it.span(),
@@ -373,6 +417,7 @@ fn parse_handler(
         variant,
         is_async: f.sig.asyncness.is_some(),
         args,
+        deferred: params.iter().any(|p| matches!(p, Param::Reply)),
         params,
         ret,
         docs,

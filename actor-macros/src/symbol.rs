@@ -13,6 +13,9 @@ pub(crate) const OPT_REMOTE: &str = "remote";
 /// The type of the optional context parameter (matched on its last path segment).
 pub(crate) const CONTEXT: &str = "Context";
 
+/// The type of a deferred reply parameter, `Reply<T>` (matched on its last path segment).
+pub(crate) const REPLY: &str = "Reply";
+
 /// Methods of `ActorRef` itself (and the traits it implements), which would shadow a
 /// generated client method of the same name.
 pub(crate) const RESERVED_HANDLER_NAMES: &[(&str, &str)] = &[
@@ -20,6 +23,7 @@ pub(crate) const RESERVED_HANDLER_NAMES: &[(&str, &str)] = &[
     ("is_alive", "ActorRef::is_alive"),
     ("stopped", "ActorRef::stopped"),
     ("stop_gracefully", "ActorRef::stop_gracefully"),
+    ("kill", "ActorRef::kill"),
     ("clone", "Clone::clone"),
     ("eq", "PartialEq::eq"),
     ("ne", "PartialEq::ne"),
