@@ -47,9 +47,9 @@
 
 #[doc(inline)]
 pub use actor_core::{
-    ActorId, ActorRef, Agent, Backoff, CallError, CallFuture, ChildSpec, Context, Down, Error, Options,
-    RegistryError, Reply, Request, Restart, Result, SendError, StopReason, Strategy, Supervisor,
-    SupervisorError, SupervisorRef, System, TimerHandle, Tree, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
+    ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, Error, Options, RegistryError,
+    Reply, Request, Restart, Result, SendError, StopReason, Strategy, Supervisor, SupervisorError,
+    SupervisorRef, System, TimerHandle, Tree, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};

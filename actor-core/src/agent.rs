@@ -31,8 +31,13 @@ pub trait Agent: Sized + Send + 'static {
         Options::default()
     }
 
-    /// Handles one message; the reply (for a call) goes through the context.
-    fn handle(&mut self, msg: Self::Msg, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send;
+    /// Handles one message and produces its reply; `None` when the handler took the
+    /// reply slot to answer later (see [`Reply`](crate::Reply)).
+    fn handle(
+        &mut self,
+        msg: Self::Msg,
+        ctx: &mut Context<Self>,
+    ) -> impl Future<Output = Option<Self::Reply>> + Send;
 
     /// Runs once before the first message of each instance (`#[on_start]`).
     fn on_start(&mut self, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {

@@ -27,18 +27,23 @@ pub(crate) struct Envelope<A: Agent> {
     pub(crate) reply: Option<ReplyTx<A>>,
 }
 
-/// The shared, long-lived part of an agent.
+/// The shared, long-lived part of an agent: its mailbox, which also holds the cell's
+/// cold fields (see [`Mailbox`] for why).
 pub(crate) struct Cell<A: Agent> {
+    /// Until the first delivery, the agent itself is parked in the mailbox.
+    mailbox: Mailbox<Envelope<A>, A, Header<A>>,
+}
+
+/// What a cell knows about its agent besides the mailbox; read rarely.
+pub(crate) struct Header<A: Agent> {
+    system: Arc<SystemInner>,
     id: ActorId,
     slot: usize,
-    registered: AtomicBool,
-    /// Counts instances: links belong to the instance that made them.
-    generation: AtomicU32,
-    system: Arc<SystemInner>,
     /// Set when a supervisor owns this agent.
     supervised: Option<Box<Supervised<A>>>,
-    /// Until the first delivery, the agent itself is parked in the mailbox.
-    mailbox: Mailbox<Envelope<A>, A>,
+    /// Counts instances: links belong to the instance that made them.
+    generation: AtomicU32,
+    registered: AtomicBool,
 }
 
 /// How a supervised agent is rebuilt and whom it reports to.
@@ -69,31 +74,37 @@ impl<A: Agent> Cell<A> {
         parked: Option<A>,
         supervised: Option<Box<Supervised<A>>>,
     ) -> Self {
-        Cell {
+        let header = Header {
+            system,
             id,
             slot,
-            registered: AtomicBool::new(false),
-            generation: AtomicU32::new(0),
-            system,
             supervised,
-            mailbox: Mailbox::new(capacity, parked),
+            generation: AtomicU32::new(0),
+            registered: AtomicBool::new(false),
+        };
+        Cell {
+            mailbox: Mailbox::new(capacity, parked, header),
         }
     }
 
+    fn h(&self) -> &Header<A> {
+        self.mailbox.header()
+    }
+
     pub(crate) fn id(&self) -> ActorId {
-        self.id
+        self.h().id
     }
 
     pub(crate) fn generation(&self) -> u32 {
-        self.generation.load(Ordering::Acquire)
+        self.h().generation.load(Ordering::Acquire)
     }
 
-    pub(crate) fn mailbox(&self) -> &Mailbox<Envelope<A>, A> {
+    pub(crate) fn mailbox(&self) -> &Mailbox<Envelope<A>, A, Header<A>> {
         &self.mailbox
     }
 
     pub(crate) fn supervised(&self) -> Option<&Supervised<A>> {
-        self.supervised.as_deref()
+        self.h().supervised.as_deref()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -101,7 +112,7 @@ impl<A: Agent> Cell<A> {
     }
 
     pub(crate) fn mark_registered(&self) {
-        self.registered.store(true, Ordering::SeqCst);
+        self.h().registered.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn watch(&self, watch: Watch) -> Result<(), StopReason> {
@@ -111,8 +122,9 @@ impl<A: Agent> Cell<A> {
     /// Starts an instance of the agent as a task over this cell.
     pub(crate) fn start(self: &Arc<Self>, agent: A) {
         let myself = ActorRef::from_raw(crate::RawRef::local(self.clone()));
-        let ctx = Context::new(myself, crate::System::from_inner(self.system.clone()));
-        if let Some(task) = self.system.start(runner::run(runner::Task::new(agent, ctx))) {
+        let ctx = Context::new(myself, crate::System::from_inner(self.h().system.clone()));
+        let task = runner::in_agent(self.h().id, runner::run(runner::Task::new(agent, ctx)));
+        if let Some(task) = self.h().system.start(task) {
             self.mailbox.set_task(task.abort_handle());
         }
     }
@@ -170,7 +182,7 @@ impl<A: Agent> Cell<A> {
             Kill::Aborted => true,
             Kill::Parked(agent, queue) => {
                 drop(queue);
-                runner::drop_agent(self.id, agent);
+                runner::drop_agent(self.h().id, agent);
                 self.terminate(&StopReason::Killed);
                 true
             }
@@ -192,14 +204,14 @@ impl<A: Agent> Cell<A> {
     /// linked instances, and decide what comes next. `killed` instances are never
     /// restarted in place (their task is gone).
     pub(crate) fn end_instance(&self, reason: &StopReason, killed: bool) -> Decision {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.h().generation.fetch_add(1, Ordering::AcqRel);
         if killed {
-            tracing::warn!(agent = %self.id, "agent killed");
+            tracing::warn!(agent = %self.h().id, "agent killed");
         } else if reason.is_abnormal() {
-            tracing::error!(agent = %self.id, %reason, "agent crashed");
+            tracing::error!(agent = %self.h().id, %reason, "agent crashed");
         }
-        link::notify(self.id, reason, self.mailbox.take_links());
-        let decision = match &self.supervised {
+        link::notify(self.h().id, reason, self.mailbox.take_links());
+        let decision = match &self.h().supervised {
             None => Decision::Final,
             Some(s) => match s.shared.upgrade() {
                 Some(shared) => shared.decide(s.key, reason, !killed),
@@ -215,7 +227,7 @@ impl<A: Agent> Cell<A> {
 
     /// Tells the supervisor (if any) that this instance's task is done with the cell.
     pub(crate) fn report_exit(&self, reason: StopReason) {
-        if let Some(s) = &self.supervised {
+        if let Some(s) = &self.h().supervised {
             if let Some(shared) = s.shared.upgrade() {
                 shared.report_exit(s.key, reason);
             }
@@ -225,12 +237,12 @@ impl<A: Agent> Cell<A> {
     /// The agent is gone for good: drop the registry names, tell the monitors, leave the
     /// system's table and wake everyone waiting for the end.
     pub(crate) fn terminate(&self, reason: &StopReason) {
-        if self.registered.load(Ordering::SeqCst) {
-            self.system.registry.remove_agent(self.id);
+        if self.h().registered.load(Ordering::SeqCst) {
+            self.h().system.registry.remove_agent(self.h().id);
         }
         let watchers = self.mailbox.terminate(reason);
-        link::notify(self.id, reason, watchers);
-        self.system.agent_exited(self.slot);
+        link::notify(self.h().id, reason, watchers);
+        self.h().system.agent_exited(self.h().slot);
     }
 }
 
@@ -256,7 +268,7 @@ impl<A: Agent> AnyCell for Cell<A> {
     }
 
     fn id(&self) -> ActorId {
-        self.id
+        self.h().id
     }
 
     fn type_name(&self) -> &'static str {
@@ -267,7 +279,7 @@ impl<A: Agent> AnyCell for Cell<A> {
 impl<A: Agent> fmt::Debug for Cell<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cell")
-            .field("id", &self.id)
+            .field("id", &self.h().id)
             .finish_non_exhaustive()
     }
 }
@@ -306,4 +318,10 @@ pub(crate) fn spawn<A: Agent>(system: &crate::System, agent: A) -> ActorRef<A> {
             .track(|slot| Cell::build(ActorId::next(), slot, capacity, inner.clone(), Some(agent), None));
         ActorRef::from_raw(crate::RawRef::local(cell))
     }
+}
+
+/// See [`signal_flag_distance`](crate::mailbox::signal_flag_distance).
+#[cfg(test)]
+pub(crate) fn signal_flag_distance<A: Agent>() -> usize {
+    crate::mailbox::signal_flag_distance::<Envelope<A>, A, Header<A>>()
 }

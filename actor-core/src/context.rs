@@ -45,20 +45,14 @@ impl<A: Agent> Context<A> {
         }
     }
 
+    #[inline]
     pub(crate) fn set_reply(&mut self, reply: Option<ReplyTx<A>>) {
         self.reply = reply;
     }
 
+    #[inline]
     pub(crate) fn take_reply(&mut self) -> Option<ReplyTx<A>> {
         self.reply.take()
-    }
-
-    /// Answers the message being handled (used by generated code).
-    #[doc(hidden)]
-    pub fn __reply(&mut self, value: A::Reply) {
-        if let Some(tx) = self.reply.take() {
-            let _ = tx.send(Ok(value));
-        }
     }
 
     /// A new instance begins (first start or restart): nothing carries over.

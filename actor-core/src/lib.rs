@@ -25,7 +25,7 @@ pub use context::Context;
 pub use error::{CallError, Error, RegistryError, Result, SendError};
 pub use link::Down;
 pub use reply::Reply;
-pub use request::{CallFuture, Request};
+pub use request::Request;
 pub use supervisor::{
     Backoff, ChildSpec, Restart, Strategy, Supervisor, SupervisorError, SupervisorRef, Tree,
 };

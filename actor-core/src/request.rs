@@ -2,7 +2,7 @@
 //! configured first.
 
 use std::fmt;
-use std::future::{poll_fn, Future, IntoFuture};
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use crate::actor_ref::{AgentClient, RawRef};
-use crate::cell::Envelope;
+use crate::actor_ref::{AgentClient, Lease, RawRef};
+use crate::cell::{Envelope, ReplyTx};
 use crate::{ActorRef, Agent, CallError, SendError};
 
 /// One message to an agent, not sent yet.
@@ -24,23 +24,40 @@ use crate::{ActorRef, Agent, CallError, SendError};
 ///
 /// Without a timeout, a call waits as long as the agent lives: it never hangs on a
 /// stopped or crashed agent (it gets [`CallError::Stopped`] or [`CallError::Panicked`]).
+///
+/// A request is itself the future of its call, and it owns its target (one reference
+/// count), so it can be moved anywhere: `tokio::spawn(worker.run(job))`, a `Vec` of
+/// calls for `join_all`, a `JoinSet`, all without cloning references by hand.
 #[must_use = "a request does nothing until it is awaited, cast or try_cast"]
-pub struct Request<'a, A: Agent, R> {
-    target: &'a RawRef<A>,
-    msg: A::Msg,
+pub struct Request<A: Agent, R> {
+    target: Lease<A>,
+    /// The message until it is enqueued.
+    msg: Option<A::Msg>,
+    /// The reply slot of a call that started but could not be enqueued yet.
+    tx: Option<ReplyTx<A>>,
+    /// Where the reply arrives, once the call started.
+    rx: Option<oneshot::Receiver<Result<A::Reply, CallError>>>,
     extract: fn(A::Reply) -> Option<R>,
     timeout: Option<Duration>,
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
-impl<'a, A: Agent, R> Request<'a, A, R> {
+// No field is structurally pinned: the sleep is boxed and the rest is moved freely.
+impl<A: Agent, R> Unpin for Request<A, R> {}
+
+impl<A: Agent, R> Request<A, R> {
     /// Used by generated clients.
     #[doc(hidden)]
-    pub fn new(target: &'a RawRef<A>, msg: A::Msg, extract: fn(A::Reply) -> Option<R>) -> Self {
+    #[inline]
+    pub fn new(target: &RawRef<A>, msg: A::Msg, extract: fn(A::Reply) -> Option<R>) -> Self {
         Request {
-            target,
-            msg,
+            target: Lease::new(target),
+            msg: Some(msg),
+            tx: None,
+            rx: None,
             extract,
             timeout: None,
+            deadline: None,
         }
     }
 
@@ -50,17 +67,24 @@ impl<'a, A: Agent, R> Request<'a, A, R> {
         self
     }
 
-    /// The message this request carries (e.g. to schedule it with a timer).
-    pub fn into_message(self) -> A::Msg {
+    /// The message this request carries (e.g. to schedule it with a timer). `None` once
+    /// the request was polled and the message sent.
+    pub fn into_message(self) -> Option<A::Msg> {
         self.msg
     }
 
     /// Enqueues the message without waiting for it to be handled. Waits while the mailbox
     /// is full (at most the timeout, if one was set).
+    #[inline]
     pub async fn cast(self) -> Result<(), SendError<A::Msg>> {
-        let target = self.target;
-        let send = cast_raw(target, self.msg);
-        match self.timeout {
+        let Request {
+            target, msg, timeout, ..
+        } = self;
+        let send = CastFuture {
+            target: &target,
+            pending: msg.map(|msg| Envelope { msg, reply: None }),
+        };
+        match timeout {
             None => send.await,
             Some(d) => {
                 let mut send = std::pin::pin!(send);
@@ -76,12 +100,13 @@ impl<'a, A: Agent, R> Request<'a, A, R> {
     }
 
     /// Enqueues the message if there is room right now.
+    #[inline]
     pub fn try_cast(self) -> Result<(), SendError<A::Msg>> {
+        let Some(msg) = self.msg else {
+            return Ok(());
+        };
         self.target
-            .try_push(Envelope {
-                msg: self.msg,
-                reply: None,
-            })
+            .try_push(Envelope { msg, reply: None })
             .map_err(|(env, full)| {
                 if full {
                     SendError::Full(env.msg)
@@ -90,81 +115,7 @@ impl<'a, A: Agent, R> Request<'a, A, R> {
                 }
             })
     }
-}
 
-impl<'a, A: Agent, R> IntoFuture for Request<'a, A, R> {
-    type Output = Result<R, CallError>;
-    type IntoFuture = CallFuture<'a, A, R>;
-
-    fn into_future(self) -> CallFuture<'a, A, R> {
-        let (tx, rx) = oneshot::channel();
-        CallFuture {
-            target: self.target,
-            pending: Some(Envelope {
-                msg: self.msg,
-                reply: Some(tx),
-            }),
-            rx,
-            extract: self.extract,
-            timeout: self.timeout,
-            deadline: None,
-        }
-    }
-}
-
-impl<A: Agent, R> fmt::Debug for Request<'_, A, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Request")
-            .field("target", &self.target)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The future of a call: resolves to the handler's return value.
-#[must_use = "futures do nothing unless polled"]
-pub struct CallFuture<'a, A: Agent, R> {
-    target: &'a RawRef<A>,
-    pending: Option<Envelope<A>>,
-    rx: oneshot::Receiver<Result<A::Reply, CallError>>,
-    extract: fn(A::Reply) -> Option<R>,
-    timeout: Option<Duration>,
-    deadline: Option<Pin<Box<Sleep>>>,
-}
-
-// No field is structurally pinned: the sleep is boxed and the rest is moved freely.
-impl<A: Agent, R> Unpin for CallFuture<'_, A, R> {}
-
-impl<A: Agent, R> Future for CallFuture<'_, A, R> {
-    type Output = Result<R, CallError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        if let Some(d) = this.timeout.take() {
-            this.deadline = Some(Box::pin(tokio::time::sleep(d)));
-        }
-        if this.pending.is_some() {
-            if crate::runner::current_agent() == Some(this.target.id()) {
-                // The agent would wait for itself: fail now rather than deadlock.
-                this.pending = None;
-                return Poll::Ready(Err(CallError::CallingSelf));
-            }
-            match this.target.poll_push(cx, &mut this.pending) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_closed)) => return Poll::Ready(Err(CallError::Stopped)),
-                Poll::Pending => return this.poll_deadline(cx),
-            }
-        }
-        match Pin::new(&mut this.rx).poll(cx) {
-            Poll::Ready(Ok(Ok(reply))) => Poll::Ready((this.extract)(reply).ok_or(CallError::BadReply)),
-            Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
-            Poll::Ready(Err(_dropped)) => Poll::Ready(Err(CallError::Stopped)),
-            Poll::Pending => this.poll_deadline(cx),
-        }
-    }
-}
-
-impl<A: Agent, R> CallFuture<'_, A, R> {
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, CallError>> {
         if let Some(sleep) = &mut self.deadline {
             if sleep.as_mut().poll(cx).is_ready() {
@@ -175,11 +126,64 @@ impl<A: Agent, R> CallFuture<'_, A, R> {
     }
 }
 
-impl<A: Agent, R> fmt::Debug for CallFuture<'_, A, R> {
+/// Polling a request makes the call: resolves to the handler's return value.
+impl<A: Agent, R> Future for Request<A, R> {
+    type Output = Result<R, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.rx.is_none() {
+            if this.msg.is_none() {
+                return Poll::Ready(Err(CallError::Stopped));
+            }
+            if crate::runner::current_agent() == Some(this.target.id()) {
+                // The agent would wait for itself: fail now rather than deadlock.
+                this.msg = None;
+                return Poll::Ready(Err(CallError::CallingSelf));
+            }
+            let (tx, rx) = oneshot::channel();
+            this.tx = Some(tx);
+            this.rx = Some(rx);
+            if let Some(d) = this.timeout.take() {
+                this.deadline = Some(Box::pin(tokio::time::sleep(d)));
+            }
+        }
+        if let Some(msg) = this.msg.take() {
+            let mut slot = Some(Envelope {
+                msg,
+                reply: this.tx.take(),
+            });
+            match this.target.poll_push(cx, &mut slot) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_closed)) => return Poll::Ready(Err(CallError::Stopped)),
+                Poll::Pending => {
+                    // The mailbox is full: keep the message for the next try.
+                    if let Some(env) = slot {
+                        this.msg = Some(env.msg);
+                        this.tx = env.reply;
+                    }
+                    return this.poll_deadline(cx);
+                }
+            }
+        }
+        let Some(rx) = &mut this.rx else {
+            return Poll::Ready(Err(CallError::Stopped));
+        };
+        match Pin::new(rx).poll(cx) {
+            Poll::Ready(Ok(Ok(reply))) => Poll::Ready((this.extract)(reply).ok_or(CallError::BadReply)),
+            Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
+            Poll::Ready(Err(_dropped)) => Poll::Ready(Err(CallError::Stopped)),
+            Poll::Pending => this.poll_deadline(cx),
+        }
+    }
+}
+
+impl<A: Agent, R> fmt::Debug for Request<A, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CallFuture")
-            .field("target", &self.target)
-            .field("sent", &self.pending.is_none())
+        f.debug_struct("Request")
+            .field("target", &*self.target)
+            .field("timeout", &self.timeout)
+            .field("sent", &self.msg.is_none())
             .finish_non_exhaustive()
     }
 }

@@ -73,11 +73,8 @@ pub(crate) fn run<A: Agent>(mut task: Task<A>) -> impl Future<Output = ()> + Sen
             task.ending = Some(Box::new((decision, reason.clone())));
             Box::pin(task.ctx.teardown()).await;
             if let Some(Ok(agent)) = &mut task.agent {
-                if let Err(panic) = CatchUnwind::new(
-                    cell.id(),
-                    Box::pin(agent.on_stop(&reason, &mut task.ctx)).as_mut(),
-                )
-                .await
+                if let Err(panic) =
+                    CatchUnwind::new(Box::pin(agent.on_stop(&reason, &mut task.ctx)).as_mut()).await
                 {
                     tracing::error!(agent = %cell.id(), panic = %panic_message(&*panic), "on_stop panicked");
                 }
@@ -161,11 +158,10 @@ async fn instance<A: Agent>(
     batch: &mut VecDeque<Envelope<A>>,
     generation: u32,
 ) -> StopReason {
-    let id = cell.id();
     ctx.begin_instance(generation);
     // Rare paths (start, signals, stop) are boxed so that an idle agent's task holds
     // only what the message loop needs.
-    if let Err(panic) = CatchUnwind::new(id, Box::pin(agent.on_start(ctx)).as_mut()).await {
+    if let Err(panic) = CatchUnwind::new(Box::pin(agent.on_start(ctx)).as_mut()).await {
         return StopReason::Panicked(panic_message(&*panic));
     }
     if let Some(reason) = ctx.take_stop() {
@@ -186,15 +182,23 @@ async fn instance<A: Agent>(
             }
         }
         while let Some(Envelope { msg, reply }) = batch.pop_front() {
-            // The handler answers through the context (or takes the slot: `Reply<T>`).
+            // The reply slot waits in the context: a `Reply<T>` handler takes it from there.
             ctx.set_reply(reply);
-            let handled = CatchUnwind::new(id, pin!(agent.handle(msg, ctx))).await;
-            if let Err(panic) = handled {
-                let message = panic_message(&*panic);
-                if let Some(tx) = ctx.take_reply() {
-                    let _ = tx.send(Err(CallError::Panicked(bounded(&message))));
+            let handled = CatchUnwind::new(pin!(agent.handle(msg, ctx))).await;
+            match handled {
+                Ok(Some(value)) => {
+                    if let Some(tx) = ctx.take_reply() {
+                        let _ = tx.send(Ok(value));
+                    }
                 }
-                return StopReason::Panicked(message);
+                Ok(None) => {}
+                Err(panic) => {
+                    let message = panic_message(&*panic);
+                    if let Some(tx) = ctx.take_reply() {
+                        let _ = tx.send(Err(CallError::Panicked(bounded(&message))));
+                    }
+                    return StopReason::Panicked(message);
+                }
             }
             if let Some(reason) = ctx.take_stop() {
                 return reason;
@@ -243,48 +247,47 @@ async fn on_signal<A: Agent>(
             }
         }
     };
-    let id = ctx.id();
-    let outcome = CatchUnwind::new(id, pin!(agent.on_down(notice, ctx))).await;
+    let outcome = CatchUnwind::new(pin!(agent.on_down(notice, ctx))).await;
     match outcome {
         Ok(()) => ctx.take_stop(),
         Err(panic) => Some(StopReason::Panicked(panic_message(&*panic))),
     }
 }
 
-thread_local! {
-    /// The agent whose handler or hook this thread is polling right now (0: none).
-    static CURRENT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+tokio::task_local! {
+    /// The agent whose task is being polled (set for the whole task, once per poll).
+    static CURRENT: ActorId;
 }
 
-/// The agent whose handler or hook is running on this thread, if any.
+/// The agent whose task is running here, if any.
 pub(crate) fn current_agent() -> Option<ActorId> {
-    let id = CURRENT.with(std::cell::Cell::get);
-    (id != 0).then(|| ActorId::from_u64(id))
+    CURRENT.try_with(|id| *id).ok()
+}
+
+/// Runs an agent's task knowing which agent it runs for (see [`current_agent`]).
+pub(crate) fn in_agent<F: Future>(id: ActorId, task: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(id, task)
 }
 
 /// Polls a future, turning a panic inside it into an `Err` with the panic payload.
-/// While it polls, the thread knows which agent it runs for (see [`current_agent`]).
 struct CatchUnwind<'a, F> {
-    id: ActorId,
     fut: Pin<&'a mut F>,
 }
 
 impl<'a, F> CatchUnwind<'a, F> {
-    fn new(id: ActorId, fut: Pin<&'a mut F>) -> Self {
-        CatchUnwind { id, fut }
+    #[inline]
+    fn new(fut: Pin<&'a mut F>) -> Self {
+        CatchUnwind { fut }
     }
 }
 
 impl<F: Future> Future for CatchUnwind<'_, F> {
     type Output = Result<F::Output, Box<dyn Any + Send>>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let id = self.id.as_u64();
         let fut = self.fut.as_mut();
-        let outer = CURRENT.with(|c| c.replace(id));
-        let polled = catch_unwind(AssertUnwindSafe(move || fut.poll(cx)));
-        CURRENT.with(|c| c.set(outer));
-        match polled {
+        match catch_unwind(AssertUnwindSafe(move || fut.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(panic) => Poll::Ready(Err(panic)),
@@ -347,8 +350,8 @@ mod footprint {
             type Msg = u64;
             type Reply = u64;
             type Client = TinyClient;
-            async fn handle(&mut self, m: u64, ctx: &mut Context<Self>) {
-                ctx.__reply(m)
+            async fn handle(&mut self, m: u64, _: &mut Context<Self>) -> Option<u64> {
+                Some(m)
             }
         }
         let system = crate::System::new();
@@ -365,7 +368,10 @@ mod footprint {
         let mut t = Tiny;
         let inst = instance(&mut t, &mut ctx2, &cell, &mut batch, 0);
         let fut = run(Task::new(Tiny, ctx));
-        assert!(std::mem::size_of::<Cell<Tiny>>() <= 160);
+        assert!(std::mem::size_of::<Cell<Tiny>>() <= 144);
+        // The agent's per-message signal check never shares a cache line with what a
+        // sender writes (see `Mailbox`).
+        assert!(crate::cell::signal_flag_distance::<Tiny>() >= 64);
         assert!(std::mem::size_of_val(&inst) <= 256);
         assert!(std::mem::size_of_val(&fut) <= 448);
         // 56: the reply slot of the message being handled lives in the context.

@@ -42,15 +42,18 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
         }
     });
 
-    // Point at the user's type when an argument or return value cannot cross tasks.
-    let send_checks = model.handlers.iter().flat_map(|h| {
+    // Point at the user's type when an argument or return value cannot cross tasks. The
+    // check is a struct (checked with the item signatures, before any body) emitted
+    // ahead of everything else, so this is the first error the user reads, not the
+    // chain through the runtime's internal types that follows it.
+    let send_fields = model.handlers.iter().flat_map(|h| {
         h.args
             .iter()
             .map(|a| &a.ty)
             .chain(std::iter::once(&h.ret))
             .map(|ty| {
                 quote_spanned! {syn::spanned::Spanned::span(ty)=>
-                    assert_send::<#ty>();
+                    MustBeSend<#ty>,
                 }
             })
     });
@@ -58,9 +61,11 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
         .then(TokenStream::new)
         .unwrap_or_else(|| {
             quote! {
-                const _: fn() = || {
-                    fn assert_send<T: ::core::marker::Send + 'static>() {}
-                    #(#send_checks)*
+                const _: () = {
+                    #[allow(dead_code)]
+                    struct MustBeSend<T: ::core::marker::Send + 'static>(::core::marker::PhantomData<T>);
+                    #[allow(dead_code)]
+                    struct HandlerTypesAreSend(#(#send_fields)*);
                 };
             }
         });
@@ -123,15 +128,11 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                 #pattern => {
                     let __troupe_reply = #krate::Reply::__from_ctx(ctx, #reply::#variant);
                     #call;
+                    ::core::option::Option::None
                 }
             });
         } else {
-            arms.push(quote! {
-                #pattern => {
-                    let value = #call;
-                    ctx.__reply(#reply::#variant(value));
-                }
-            });
+            arms.push(quote! { #pattern => ::core::option::Option::Some(#reply::#variant(#call)), });
         }
 
         methods.push(quote! {
@@ -139,7 +140,7 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
             #[doc = ""]
             #[doc = #method_doc]
             #[allow(unreachable_patterns)]
-            pub fn #method(&self, #(#arg_names: #arg_tys),*) -> #krate::Request<'_, #self_ty, #ret> {
+            pub fn #method(&self, #(#arg_names: #arg_tys),*) -> #krate::Request<#self_ty, #ret> {
                 #krate::Request::new(&self.raw, #construct, |reply| match reply {
                     #reply::#variant(value) => ::core::option::Option::Some(value),
                     _ => ::core::option::Option::None,
@@ -197,9 +198,9 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
     // user's crate: an unused handler must not make its message variant or client method
     // a dead-code warning, and their visibility follows `pub` whatever the struct's is.
     quote! {
-        #item
-
         #send_checks
+
+        #item
 
         #[doc = #msg_doc]
         #serde_attrs
@@ -266,8 +267,9 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                     (&&#krate::__private::OptionsProbe::<Self>::new()).troupe_options()
                 }
 
-                fn handle(&mut self, msg: Self::Msg, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+                fn handle(&mut self, msg: Self::Msg, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ::core::option::Option<Self::Reply>> + ::core::marker::Send {
                     async move {
+                        let _ = &ctx;
                         match msg {
                             #(#arms)*
                             #phantom_arm

@@ -26,9 +26,13 @@ impl Agent for Probe {
     type Reply = Identifier;
     type Client = ProbeClient;
 
-    fn handle(&mut self, _msg: (), ctx: &mut Context<Self>) -> impl std::future::Future<Output = ()> + Send {
+    fn handle(
+        &mut self,
+        _msg: (),
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = Option<Identifier>> + Send {
         let id = ctx.identifier(&self.node);
-        async move { ctx.__reply(id) }
+        async move { Some(id) }
     }
 }
 
