@@ -47,15 +47,18 @@ struct Sup;
 
 enum SupMsg {
     /// Reply with the current (generation, worker).
-    Current(RpcReplyPort<(u64, ActorRef<Msg>)>),
+    Current(ChildPort),
     /// Reply with (generation, worker) once the generation exceeds the given one.
-    ChildAfter(u64, RpcReplyPort<(u64, ActorRef<Msg>)>),
+    ChildAfter(u64, ChildPort),
 }
+
+/// The supervisor's answer: (generation, worker).
+type ChildPort = RpcReplyPort<(u64, ActorRef<Msg>)>;
 
 struct SupState {
     gen: u64,
     child: ActorRef<Msg>,
-    waiting: Option<(u64, RpcReplyPort<(u64, ActorRef<Msg>)>)>,
+    waiting: Option<(u64, ChildPort)>,
 }
 
 impl Actor for Sup {

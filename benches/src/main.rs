@@ -95,7 +95,7 @@ fn parse_args() -> Args {
             }
         }
     }
-    if a.runs == 0 || !(a.scale > 0.0) {
+    if a.runs == 0 || !a.scale.is_finite() || a.scale <= 0.0 {
         usage();
     }
     a
