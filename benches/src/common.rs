@@ -2,8 +2,18 @@
 
 use std::time::{Duration, Instant};
 
-/// The workloads, in table order.
-pub const WORKLOADS: &[&str] = &["tell", "ask", "fanin", "spawn", "restart"];
+/// The workloads, in run order. The `-agents` ones send from agents of the framework;
+/// `tell`, `fanin` and `ask` send from the driver task (or plain tasks it spawns).
+pub const WORKLOADS: &[&str] = &[
+    "tell-agents",
+    "fanin-agents",
+    "ask-agents",
+    "tell",
+    "fanin",
+    "ask",
+    "spawn",
+    "restart",
+];
 
 /// Every framework row, in table order (`actix-2t` is opt-in).
 pub const FRAMEWORKS: &[&str] = &["tokio", "actix", "actix-2t", "ractor", "kameo", "troupe"];
@@ -14,13 +24,13 @@ pub const DEFAULT_FRAMEWORKS: &[&str] = &["tokio", "actix", "ractor", "kameo", "
 /// Message counts, already scaled.
 #[derive(Clone, Copy, Debug)]
 pub struct Params {
-    /// `tell`: casts from one sender.
+    /// `tell`, `tell-agents`: casts from one sender.
     pub tell: u64,
-    /// `ask`: sequential calls.
+    /// `ask`, `ask-agents`: sequential calls.
     pub ask: u64,
-    /// `fanin`: number of concurrent senders.
+    /// `fanin`, `fanin-agents`: number of concurrent senders.
     pub fanin_senders: u64,
-    /// `fanin`: casts per sender.
+    /// `fanin`, `fanin-agents`: casts per sender.
     pub fanin_per: u64,
     /// `spawn`: idle agents kept alive.
     pub spawn: u64,

@@ -3,6 +3,12 @@
 //! one Arbiter thread, as in peers.md's "actix (one thread)" row. Casts use `do_send`
 //! (actix's usual fire-and-forget, bypassing the default 16-slot mailbox capacity), calls
 //! use `send(..).await`.
+//!
+//! Sender agents (the `-agents` workloads) are actors on the same Arbiter. Casting needs no
+//! await (`do_send` is synchronous), so `TellN` is a plain handler. A handler cannot await
+//! a call, so `AskN` returns an `AtomicResponse` (a `ResponseActFuture` run with
+//! `ctx.wait`): actix's idiomatic async handler that, like troupe's async handlers, keeps
+//! the sender from handling anything else until the n calls are done.
 
 use crate::common::*;
 use actix::prelude::*;
@@ -36,6 +42,59 @@ impl Handler<Get> for Counter {
     fn handle(&mut self, _: Get, _: &mut Context<Self>) -> u64 {
         self.count
     }
+}
+
+/// A sender agent holding its target counter.
+struct Sender {
+    target: Addr<Counter>,
+}
+
+impl Actor for Sender {
+    type Context = Context<Self>;
+}
+
+/// Cast `n` increments to the target, then answer.
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct TellN(u64);
+
+/// Make `n` sequential calls to the target, then answer with the last reply.
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct AskN(u64);
+
+impl Handler<TellN> for Sender {
+    type Result = u64;
+    fn handle(&mut self, msg: TellN, _: &mut Context<Self>) -> u64 {
+        for _ in 0..msg.0 {
+            self.target.do_send(Add(1));
+        }
+        msg.0
+    }
+}
+
+impl Handler<AskN> for Sender {
+    type Result = AtomicResponse<Self, u64>;
+    fn handle(&mut self, msg: AskN, _: &mut Context<Self>) -> Self::Result {
+        let target = self.target.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let mut v = 0;
+                for _ in 0..msg.0 {
+                    v = std::hint::black_box(target.send(Get).await.unwrap());
+                }
+                v
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+fn sender(target: &Addr<Counter>) -> Addr<Sender> {
+    Sender {
+        target: target.clone(),
+    }
+    .start()
 }
 
 /// Runs `fut` as a task spawned on the System's Arbiter and returns its output.
@@ -116,6 +175,39 @@ pub fn run_two_threads(workload: &str, p: Params) -> Outcome {
 
 pub fn run(workload: &str, p: Params) -> Outcome {
     match workload {
+        "tell-agents" => on_system(move || async move {
+            let warm = Counter::default().start();
+            sender(&warm).send(TellN(p.tell / 10)).await.unwrap();
+            assert_eq!(warm.send(Get).await.unwrap(), p.tell / 10);
+            let c = Counter::default().start();
+            let s = sender(&c);
+            let t = now();
+            s.send(TellN(p.tell)).await.unwrap();
+            let total = c.send(Get).await.unwrap();
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_agents_mps", mps(p.tell, d))])
+        }),
+        "fanin-agents" => on_system(move || async move {
+            let c = Counter::default().start();
+            let senders: Vec<Addr<Sender>> = (0..p.fanin_senders).map(|_| sender(&c)).collect();
+            let t = now();
+            for r in futures::future::join_all(senders.iter().map(|s| s.send(TellN(p.fanin_per)))).await {
+                r.unwrap();
+            }
+            let total = c.send(Get).await.unwrap();
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_agents_mps", mps(n, d))])
+        }),
+        "ask-agents" => on_system(move || async move {
+            let s = sender(&Counter::default().start());
+            s.send(AskN(p.ask / 10)).await.unwrap();
+            let t = now();
+            s.send(AskN(p.ask)).await.unwrap();
+            Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
         "tell" => on_system(move || async move {
             let warm = Counter::default().start();
             for _ in 0..p.tell / 10 {

@@ -46,6 +46,52 @@ impl Message<Poison> for Counter {
     }
 }
 
+/// A sender agent holding its target counter; its handlers await the target's tells and
+/// asks (kameo's handlers are async and hold the actor meanwhile).
+struct Sender {
+    target: ActorRef<Counter>,
+}
+
+impl Actor for Sender {
+    type Args = Self;
+    type Error = Infallible;
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+/// Tell `n` increments to the target, then answer.
+struct TellN(u64);
+/// Make `n` sequential asks to the target, then answer with the last reply.
+struct AskN(u64);
+
+impl Message<TellN> for Sender {
+    type Reply = u64;
+    async fn handle(&mut self, msg: TellN, _: &mut Context<Self, u64>) -> u64 {
+        for _ in 0..msg.0 {
+            self.target.tell(Add(1)).await.expect("tell");
+        }
+        msg.0
+    }
+}
+
+impl Message<AskN> for Sender {
+    type Reply = u64;
+    async fn handle(&mut self, msg: AskN, _: &mut Context<Self, u64>) -> u64 {
+        let mut v = 0;
+        for _ in 0..msg.0 {
+            v = std::hint::black_box(self.target.ask(Get).await.expect("ask"));
+        }
+        v
+    }
+}
+
+fn spawn_sender(target: &ActorRef<Counter>) -> ActorRef<Sender> {
+    Sender::spawn(Sender {
+        target: target.clone(),
+    })
+}
+
 struct Sup;
 
 impl Actor for Sup {
@@ -65,6 +111,42 @@ fn spawn_counter() -> ActorRef<Counter> {
 
 pub fn run(workload: &str, p: Params) -> Outcome {
     match workload {
+        "tell-agents" => on_runtime(move || async move {
+            let warm = spawn_counter();
+            spawn_sender(&warm).ask(TellN(p.tell / 10)).await.expect("ask");
+            assert_eq!(warm.ask(Get).await.expect("ask"), p.tell / 10);
+            let c = spawn_counter();
+            let s = spawn_sender(&c);
+            let t = now();
+            s.ask(TellN(p.tell)).await.expect("ask");
+            let total = c.ask(Get).await.expect("ask");
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_agents_mps", mps(p.tell, d))])
+        }),
+        "fanin-agents" => on_runtime(move || async move {
+            let c = spawn_counter();
+            let senders: Vec<ActorRef<Sender>> = (0..p.fanin_senders).map(|_| spawn_sender(&c)).collect();
+            let t = now();
+            futures::future::join_all(
+                senders
+                    .iter()
+                    .map(|s| async move { s.ask(TellN(p.fanin_per)).await.expect("ask") }),
+            )
+            .await;
+            let total = c.ask(Get).await.expect("ask");
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_agents_mps", mps(n, d))])
+        }),
+        "ask-agents" => on_runtime(move || async move {
+            let s = spawn_sender(&spawn_counter());
+            s.ask(AskN(p.ask / 10)).await.expect("ask");
+            let t = now();
+            s.ask(AskN(p.ask)).await.expect("ask");
+            Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
         "tell" => on_runtime(move || async move {
             let warm = spawn_counter();
             for _ in 0..p.tell / 10 {

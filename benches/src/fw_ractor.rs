@@ -42,6 +42,59 @@ async fn get(c: &ActorRef<Msg>) -> u64 {
     call!(c, Msg::Get).expect("call")
 }
 
+/// A sender agent holding its target counter; its (async) handler casts to or calls the
+/// target and handles nothing else meanwhile.
+struct Sender;
+
+enum SenderMsg {
+    /// Cast `n` increments to the target, then reply.
+    Tell(u64, RpcReplyPort<u64>),
+    /// Make `n` sequential calls to the target, then reply with the last answer.
+    Ask(u64, RpcReplyPort<u64>),
+}
+
+impl Actor for Sender {
+    type Msg = SenderMsg;
+    type State = ActorRef<Msg>;
+    type Arguments = ActorRef<Msg>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<SenderMsg>,
+        target: ActorRef<Msg>,
+    ) -> Result<ActorRef<Msg>, ActorProcessingErr> {
+        Ok(target)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<SenderMsg>,
+        msg: SenderMsg,
+        target: &mut ActorRef<Msg>,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SenderMsg::Tell(n, reply) => {
+                for _ in 0..n {
+                    target.cast(Msg::Add(1)).expect("cast");
+                }
+                let _ = reply.send(n);
+            }
+            SenderMsg::Ask(n, reply) => {
+                let mut v = 0;
+                for _ in 0..n {
+                    v = std::hint::black_box(get(target).await);
+                }
+                let _ = reply.send(v);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn spawn_sender(target: &ActorRef<Msg>) -> ActorRef<SenderMsg> {
+    Actor::spawn(None, Sender, target.clone()).await.expect("spawn").0
+}
+
 /// Manual supervisor: respawns the worker when it fails.
 struct Sup;
 
@@ -120,6 +173,46 @@ impl Actor for Sup {
 
 pub fn run(workload: &str, p: Params) -> Outcome {
     match workload {
+        "tell-agents" => on_runtime(move || async move {
+            let warm = spawn_counter().await;
+            let ws = spawn_sender(&warm).await;
+            call!(ws, SenderMsg::Tell, p.tell / 10).expect("call");
+            assert_eq!(get(&warm).await, p.tell / 10);
+            let c = spawn_counter().await;
+            let s = spawn_sender(&c).await;
+            let t = now();
+            call!(s, SenderMsg::Tell, p.tell).expect("call");
+            let total = get(&c).await;
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_agents_mps", mps(p.tell, d))])
+        }),
+        "fanin-agents" => on_runtime(move || async move {
+            let c = spawn_counter().await;
+            let mut senders = Vec::new();
+            for _ in 0..p.fanin_senders {
+                senders.push(spawn_sender(&c).await);
+            }
+            let t = now();
+            futures::future::join_all(
+                senders
+                    .iter()
+                    .map(|s| async move { call!(s, SenderMsg::Tell, p.fanin_per).expect("call") }),
+            )
+            .await;
+            let total = get(&c).await;
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_agents_mps", mps(n, d))])
+        }),
+        "ask-agents" => on_runtime(move || async move {
+            let s = spawn_sender(&spawn_counter().await).await;
+            call!(s, SenderMsg::Ask, p.ask / 10).expect("call");
+            let t = now();
+            call!(s, SenderMsg::Ask, p.ask).expect("call");
+            Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
         "tell" => on_runtime(move || async move {
             let warm = spawn_counter().await;
             for _ in 0..p.tell / 10 {

@@ -37,8 +37,84 @@ impl Counter {
     }
 }
 
+enum SenderMsg {
+    Tell(u64, oneshot::Sender<u64>),
+    Ask(u64, oneshot::Sender<u64>),
+}
+
+/// A sender agent: a task with its own mailbox holding a counter. Told `Tell(n)` it casts
+/// n increments, told `Ask(n)` it makes n sequential calls; then it replies.
+struct Sender(mpsc::UnboundedSender<SenderMsg>);
+
+impl Sender {
+    fn spawn(target: Counter) -> Sender {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                match msg {
+                    SenderMsg::Tell(n, reply) => {
+                        for _ in 0..n {
+                            target.add(1);
+                        }
+                        let _ = reply.send(n);
+                    }
+                    SenderMsg::Ask(n, reply) => {
+                        let mut v = 0;
+                        for _ in 0..n {
+                            v = std::hint::black_box(target.get().await);
+                        }
+                        let _ = reply.send(v);
+                    }
+                }
+            }
+        });
+        Sender(tx)
+    }
+    async fn tell_n(&self, n: u64) -> u64 {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(SenderMsg::Tell(n, tx)).expect("sender alive");
+        rx.await.expect("reply")
+    }
+    async fn ask_n(&self, n: u64) -> u64 {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(SenderMsg::Ask(n, tx)).expect("sender alive");
+        rx.await.expect("reply")
+    }
+}
+
 pub fn run(workload: &str, p: Params) -> Outcome {
     match workload {
+        "tell-agents" => on_runtime(move || async move {
+            let warm = Counter::spawn();
+            Sender::spawn(warm.clone()).tell_n(p.tell / 10).await;
+            assert_eq!(warm.get().await, p.tell / 10);
+            let c = Counter::spawn();
+            let s = Sender::spawn(c.clone());
+            let t = now();
+            s.tell_n(p.tell).await;
+            let total = c.get().await;
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_agents_mps", mps(p.tell, d))])
+        }),
+        "fanin-agents" => on_runtime(move || async move {
+            let c = Counter::spawn();
+            let senders: Vec<Sender> = (0..p.fanin_senders).map(|_| Sender::spawn(c.clone())).collect();
+            let t = now();
+            futures::future::join_all(senders.iter().map(|s| s.tell_n(p.fanin_per))).await;
+            let total = c.get().await;
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_agents_mps", mps(n, d))])
+        }),
+        "ask-agents" => on_runtime(move || async move {
+            let s = Sender::spawn(Counter::spawn());
+            s.ask_n(p.ask / 10).await;
+            let t = now();
+            s.ask_n(p.ask).await;
+            Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
         "tell" => on_runtime(move || async move {
             let warm = Counter::spawn();
             for _ in 0..p.tell / 10 {

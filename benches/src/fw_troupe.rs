@@ -21,6 +21,34 @@ impl Counter {
     }
 }
 
+/// A sender agent holding its target. Its async handlers await the target's casts and
+/// calls; the sender handles nothing else meanwhile (troupe's async handlers hold the agent).
+#[agent]
+pub struct Sender {
+    target: ActorRef<Counter>,
+}
+
+#[agent]
+impl Sender {
+    /// Casts `n` increments to the target, then answers.
+    #[handle]
+    async fn tell_n(&mut self, n: u64) -> u64 {
+        for _ in 0..n {
+            self.target.add(1).cast().await.expect("cast");
+        }
+        n
+    }
+    /// Makes `n` sequential calls to the target, then answers with the last reply.
+    #[handle]
+    async fn ask_n(&mut self, n: u64) -> u64 {
+        let mut v = 0;
+        for _ in 0..n {
+            v = std::hint::black_box(self.target.get().await.expect("call"));
+        }
+        v
+    }
+}
+
 #[cfg(feature = "troupe-supervision")]
 mod sup {
     use super::*;
@@ -69,6 +97,49 @@ mod sup {
 
 pub fn run(workload: &str, p: Params) -> Outcome {
     match workload {
+        "tell-agents" => on_runtime(move || async move {
+            let system = System::new();
+            let warm: ActorRef<Counter> = system.spawn(Counter::default());
+            let ws = system.spawn(Sender { target: warm.clone() });
+            ws.tell_n(p.tell / 10).await.expect("call");
+            assert_eq!(warm.get().await.expect("call"), p.tell / 10);
+            let c: ActorRef<Counter> = system.spawn(Counter::default());
+            let s = system.spawn(Sender { target: c.clone() });
+            let t = now();
+            s.tell_n(p.tell).await.expect("call");
+            let total = c.get().await.expect("call");
+            let d = t.elapsed();
+            assert_eq!(total, p.tell);
+            Outcome::Metrics(vec![("tell_agents_mps", mps(p.tell, d))])
+        }),
+        "fanin-agents" => on_runtime(move || async move {
+            let system = System::new();
+            let c: ActorRef<Counter> = system.spawn(Counter::default());
+            let senders: Vec<ActorRef<Sender>> = (0..p.fanin_senders)
+                .map(|_| system.spawn(Sender { target: c.clone() }))
+                .collect();
+            let t = now();
+            futures::future::join_all(
+                senders
+                    .iter()
+                    .map(|s| async move { s.tell_n(p.fanin_per).await.expect("call") }),
+            )
+            .await;
+            let total = c.get().await.expect("call");
+            let d = t.elapsed();
+            let n = p.fanin_senders * p.fanin_per;
+            assert_eq!(total, n);
+            Outcome::Metrics(vec![("fanin_agents_mps", mps(n, d))])
+        }),
+        "ask-agents" => on_runtime(move || async move {
+            let system = System::new();
+            let c: ActorRef<Counter> = system.spawn(Counter::default());
+            let s = system.spawn(Sender { target: c });
+            s.ask_n(p.ask / 10).await.expect("call");
+            let t = now();
+            s.ask_n(p.ask).await.expect("call");
+            Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
         "tell" => on_runtime(move || async move {
             let system = System::new();
             let warm: ActorRef<Counter> = system.spawn(Counter::default());

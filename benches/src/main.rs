@@ -239,7 +239,7 @@ fn group(n: f64) -> String {
 
 fn fmt_metric(key: &str, v: f64) -> String {
     match key {
-        "tell_mps" | "fanin_mps" => {
+        "tell_mps" | "fanin_mps" | "tell_agents_mps" | "fanin_agents_mps" => {
             if v >= 1.0 {
                 format!("{v:.1}")
             } else {
@@ -253,9 +253,16 @@ fn fmt_metric(key: &str, v: f64) -> String {
 
 /// Table columns: (header, workload, metric key).
 const COLUMNS: &[(&str, &str, &str)] = &[
-    ("tell M msg/s", "tell", "tell_mps"),
-    ("ask ns/round trip", "ask", "ask_ns"),
-    ("fanin 8->1 M msg/s", "fanin", "fanin_mps"),
+    ("tell (agent->agent) M msg/s", "tell-agents", "tell_agents_mps"),
+    ("fanin 8->1 (agents) M msg/s", "fanin-agents", "fanin_agents_mps"),
+    ("ask (agent->agent) ns", "ask-agents", "ask_agents_ns"),
+    ("tell (from the driver task) M msg/s", "tell", "tell_mps"),
+    (
+        "fanin 8->1 (from the driver's tasks) M msg/s",
+        "fanin",
+        "fanin_mps",
+    ),
+    ("ask (from the driver task) ns", "ask", "ask_ns"),
     ("spawn ns/agent", "spawn", "spawn_ns"),
     ("spawn + 1 call each ns/agent", "spawn", "spawn_call_ns"),
     ("RSS B/agent", "spawn", "rss_b"),
@@ -521,7 +528,7 @@ fn main() {
                     Sample::Failed(e) => format!("FAILED: {e}"),
                 };
                 eprintln!(
-                    "[run {run}/{}] {wl:<7} {fw:<6} {shown}  ({:.1} s)",
+                    "[run {run}/{}] {wl:<12} {fw:<8} {shown}  ({:.1} s)",
                     args.runs,
                     t.elapsed().as_secs_f64()
                 );
