@@ -8,6 +8,7 @@ pub const WORKLOADS: &[&str] = &[
     "tell-agents",
     "fanin-agents",
     "ask-agents",
+    "pingpong",
     "tell",
     "fanin",
     "ask",
@@ -32,6 +33,8 @@ pub struct Params {
     pub fanin_senders: u64,
     /// `fanin`, `fanin-agents`: casts per sender.
     pub fanin_per: u64,
+    /// `pingpong`: round trips between two agents.
+    pub pingpong: u64,
     /// `spawn`: idle agents kept alive.
     pub spawn: u64,
     /// `restart`: poison/restart/answer cycles.
@@ -46,6 +49,7 @@ impl Params {
             ask: s(200_000.0, 100),
             fanin_senders: 8,
             fanin_per: s(250_000.0, 100),
+            pingpong: s(100_000.0, 100),
             spawn: s(1_000_000.0, 100),
             restart: s(1_000.0, 10),
         }

@@ -97,6 +97,75 @@ fn sender(target: &Addr<Counter>) -> Addr<Sender> {
     .start()
 }
 
+/// Ping-pong: told `Run`, the pinger casts `Ping` to its peer, which casts `Pong` back;
+/// each pong starts the next round trip until n are done. Casts are `do_send`, so the
+/// handlers stay synchronous.
+#[derive(Default)]
+struct Pinger {
+    left: u64,
+    peer: Option<Addr<Ponger>>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+struct Ponger {
+    peer: Addr<Pinger>,
+}
+
+impl Actor for Pinger {
+    type Context = Context<Self>;
+}
+
+impl Actor for Ponger {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Run(Addr<Ponger>, u64, tokio::sync::oneshot::Sender<()>);
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Ping;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Pong;
+
+impl Handler<Run> for Pinger {
+    type Result = ();
+    fn handle(&mut self, Run(peer, n, done): Run, _: &mut Context<Self>) {
+        (self.left, self.done) = (n, Some(done));
+        peer.do_send(Ping);
+        self.peer = Some(peer);
+    }
+}
+
+impl Handler<Pong> for Pinger {
+    type Result = ();
+    fn handle(&mut self, _: Pong, _: &mut Context<Self>) {
+        self.left -= 1;
+        if self.left == 0 {
+            let _ = self.done.take().expect("running").send(());
+        } else {
+            self.peer.as_ref().expect("running").do_send(Ping);
+        }
+    }
+}
+
+impl Handler<Ping> for Ponger {
+    type Result = ();
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) {
+        self.peer.do_send(Pong);
+    }
+}
+
+/// `n` round trips; returns when the pinger has seen the n-th pong.
+async fn pingpong(a: &Addr<Pinger>, b: &Addr<Ponger>, n: u64) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.do_send(Run(b.clone(), n, tx));
+    rx.await.expect("done");
+}
+
 /// Runs `fut` as a task spawned on the System's Arbiter and returns its output.
 fn on_system<F, Fut>(f: F) -> Outcome
 where
@@ -207,6 +276,14 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let t = now();
             s.send(AskN(p.ask)).await.unwrap();
             Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "pingpong" => on_system(move || async move {
+            let a = Pinger::default().start();
+            let b = Ponger { peer: a.clone() }.start();
+            pingpong(&a, &b, p.pingpong / 10).await;
+            let t = now();
+            pingpong(&a, &b, p.pingpong).await;
+            Outcome::Metrics(vec![("pingpong_ns", ns_per(p.pingpong, t.elapsed()))])
         }),
         "tell" => on_system(move || async move {
             let warm = Counter::default().start();

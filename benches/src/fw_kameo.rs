@@ -92,6 +92,75 @@ fn spawn_sender(target: &ActorRef<Counter>) -> ActorRef<Sender> {
     })
 }
 
+/// Ping-pong: told `Run`, the pinger tells `Ping` to its peer, which tells `Pong` back;
+/// each pong starts the next round trip until n are done.
+#[derive(Default)]
+struct Pinger {
+    left: u64,
+    peer: Option<ActorRef<Ponger>>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+struct Ponger {
+    peer: ActorRef<Pinger>,
+}
+
+impl Actor for Pinger {
+    type Args = Self;
+    type Error = Infallible;
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+impl Actor for Ponger {
+    type Args = Self;
+    type Error = Infallible;
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+struct Run(ActorRef<Ponger>, u64, tokio::sync::oneshot::Sender<()>);
+struct Ping;
+struct Pong;
+
+impl Message<Run> for Pinger {
+    type Reply = ();
+    async fn handle(&mut self, Run(peer, n, done): Run, _: &mut Context<Self, ()>) {
+        (self.left, self.done) = (n, Some(done));
+        peer.tell(Ping).await.expect("tell");
+        self.peer = Some(peer);
+    }
+}
+
+impl Message<Pong> for Pinger {
+    type Reply = ();
+    async fn handle(&mut self, _: Pong, _: &mut Context<Self, ()>) {
+        self.left -= 1;
+        if self.left == 0 {
+            let _ = self.done.take().expect("running").send(());
+        } else {
+            let peer = self.peer.as_ref().expect("running");
+            peer.tell(Ping).await.expect("tell");
+        }
+    }
+}
+
+impl Message<Ping> for Ponger {
+    type Reply = ();
+    async fn handle(&mut self, _: Ping, _: &mut Context<Self, ()>) {
+        self.peer.tell(Pong).await.expect("tell");
+    }
+}
+
+/// `n` round trips; returns when the pinger has seen the n-th pong.
+async fn pingpong(a: &ActorRef<Pinger>, b: &ActorRef<Ponger>, n: u64) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.tell(Run(b.clone(), n, tx)).await.expect("tell");
+    rx.await.expect("done");
+}
+
 struct Sup;
 
 impl Actor for Sup {
@@ -146,6 +215,14 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let t = now();
             s.ask(AskN(p.ask)).await.expect("ask");
             Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "pingpong" => on_runtime(move || async move {
+            let a = Pinger::spawn(Pinger::default());
+            let b = Ponger::spawn(Ponger { peer: a.clone() });
+            pingpong(&a, &b, p.pingpong / 10).await;
+            let t = now();
+            pingpong(&a, &b, p.pingpong).await;
+            Outcome::Metrics(vec![("pingpong_ns", ns_per(p.pingpong, t.elapsed()))])
         }),
         "tell" => on_runtime(move || async move {
             let warm = spawn_counter();

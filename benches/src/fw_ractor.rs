@@ -95,6 +95,89 @@ async fn spawn_sender(target: &ActorRef<Msg>) -> ActorRef<SenderMsg> {
     Actor::spawn(None, Sender, target.clone()).await.expect("spawn").0
 }
 
+/// Ping-pong: told `Run`, the pinger casts `Ping` to its peer, which casts `Pong` back;
+/// each pong starts the next round trip until n are done.
+struct Pinger;
+struct Ponger;
+
+enum PingerMsg {
+    Run(ActorRef<()>, u64, tokio::sync::oneshot::Sender<()>),
+    Pong,
+}
+
+#[derive(Default)]
+struct PingerState {
+    left: u64,
+    peer: Option<ActorRef<()>>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Actor for Pinger {
+    type Msg = PingerMsg;
+    type State = PingerState;
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<PingerMsg>, _: ()) -> Result<PingerState, ActorProcessingErr> {
+        Ok(PingerState::default())
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<PingerMsg>,
+        msg: PingerMsg,
+        st: &mut PingerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            PingerMsg::Run(peer, n, done) => {
+                (st.left, st.done) = (n, Some(done));
+                peer.cast(()).expect("cast");
+                st.peer = Some(peer);
+            }
+            PingerMsg::Pong => {
+                st.left -= 1;
+                if st.left == 0 {
+                    let _ = st.done.take().expect("running").send(());
+                } else {
+                    st.peer.as_ref().expect("running").cast(()).expect("cast");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Its message is the ping (`()`); its state is the pinger's ref.
+impl Actor for Ponger {
+    type Msg = ();
+    type State = ActorRef<PingerMsg>;
+    type Arguments = ActorRef<PingerMsg>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<()>,
+        peer: ActorRef<PingerMsg>,
+    ) -> Result<ActorRef<PingerMsg>, ActorProcessingErr> {
+        Ok(peer)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<()>,
+        _: (),
+        peer: &mut ActorRef<PingerMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        peer.cast(PingerMsg::Pong).expect("cast");
+        Ok(())
+    }
+}
+
+/// `n` round trips; returns when the pinger has seen the n-th pong.
+async fn pingpong(a: &ActorRef<PingerMsg>, b: &ActorRef<()>, n: u64) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.cast(PingerMsg::Run(b.clone(), n, tx)).expect("cast");
+    rx.await.expect("done");
+}
+
 /// Manual supervisor: respawns the worker when it fails.
 struct Sup;
 
@@ -212,6 +295,14 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let t = now();
             call!(s, SenderMsg::Ask, p.ask).expect("call");
             Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "pingpong" => on_runtime(move || async move {
+            let (a, _) = Actor::spawn(None, Pinger, ()).await.expect("spawn");
+            let (b, _) = Actor::spawn(None, Ponger, a.clone()).await.expect("spawn");
+            pingpong(&a, &b, p.pingpong / 10).await;
+            let t = now();
+            pingpong(&a, &b, p.pingpong).await;
+            Outcome::Metrics(vec![("pingpong_ns", ns_per(p.pingpong, t.elapsed()))])
         }),
         "tell" => on_runtime(move || async move {
             let warm = spawn_counter().await;

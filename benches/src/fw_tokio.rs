@@ -82,6 +82,56 @@ impl Sender {
     }
 }
 
+enum PingerMsg {
+    Run(u64, oneshot::Sender<()>),
+    Pong,
+}
+
+/// Two agents (tasks with mailboxes) casting to each other: `pinger` sends a ping per
+/// round trip, `ponger` answers each with a pong.
+struct PingPong {
+    pinger: mpsc::UnboundedSender<PingerMsg>,
+}
+
+impl PingPong {
+    fn spawn() -> PingPong {
+        let (a_tx, mut a_rx) = mpsc::unbounded_channel::<PingerMsg>();
+        let (b_tx, mut b_rx) = mpsc::unbounded_channel::<()>();
+        let to_pinger = a_tx.clone();
+        tokio::spawn(async move {
+            while b_rx.recv().await.is_some() {
+                to_pinger.send(PingerMsg::Pong).expect("pinger alive");
+            }
+        });
+        tokio::spawn(async move {
+            let (mut left, mut done) = (0u64, None);
+            while let Some(msg) = a_rx.recv().await {
+                match msg {
+                    PingerMsg::Run(n, d) => {
+                        (left, done) = (n, Some(d));
+                        b_tx.send(()).expect("ponger alive");
+                    }
+                    PingerMsg::Pong => {
+                        left -= 1;
+                        if left == 0 {
+                            let _ = done.take().expect("running").send(());
+                        } else {
+                            b_tx.send(()).expect("ponger alive");
+                        }
+                    }
+                }
+            }
+        });
+        PingPong { pinger: a_tx }
+    }
+    /// `n` round trips; returns when the pinger has seen the n-th pong.
+    async fn run(&self, n: u64) {
+        let (tx, rx) = oneshot::channel();
+        self.pinger.send(PingerMsg::Run(n, tx)).expect("pinger alive");
+        rx.await.expect("done");
+    }
+}
+
 pub fn run(workload: &str, p: Params) -> Outcome {
     match workload {
         "tell-agents" => on_runtime(move || async move {
@@ -114,6 +164,13 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let t = now();
             s.ask_n(p.ask).await;
             Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "pingpong" => on_runtime(move || async move {
+            let pp = PingPong::spawn();
+            pp.run(p.pingpong / 10).await;
+            let t = now();
+            pp.run(p.pingpong).await;
+            Outcome::Metrics(vec![("pingpong_ns", ns_per(p.pingpong, t.elapsed()))])
         }),
         "tell" => on_runtime(move || async move {
             let warm = Counter::spawn();

@@ -49,6 +49,57 @@ impl Sender {
     }
 }
 
+/// Ping-pong: told `run(peer, n, done)`, the pinger casts `ping` to its peer, which casts
+/// `pong` back; each pong starts the next round trip until n are done.
+#[agent]
+#[derive(Default)]
+pub struct Pinger {
+    left: u64,
+    peer: Option<ActorRef<Ponger>>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[agent]
+impl Pinger {
+    #[handle]
+    async fn run(&mut self, peer: ActorRef<Ponger>, n: u64, done: tokio::sync::oneshot::Sender<()>) {
+        self.left = n;
+        self.done = Some(done);
+        peer.ping().cast().await.expect("cast");
+        self.peer = Some(peer);
+    }
+    #[handle]
+    async fn pong(&mut self) {
+        self.left -= 1;
+        if self.left == 0 {
+            let _ = self.done.take().expect("running").send(());
+        } else {
+            let peer = self.peer.as_ref().expect("running");
+            peer.ping().cast().await.expect("cast");
+        }
+    }
+}
+
+#[agent]
+pub struct Ponger {
+    peer: ActorRef<Pinger>,
+}
+
+#[agent]
+impl Ponger {
+    #[handle]
+    async fn ping(&mut self) {
+        self.peer.pong().cast().await.expect("cast");
+    }
+}
+
+/// `n` round trips; returns when the pinger has seen the n-th pong.
+async fn pingpong(a: &ActorRef<Pinger>, b: &ActorRef<Ponger>, n: u64) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    a.run(b.clone(), n, tx).cast().await.expect("cast");
+    rx.await.expect("done");
+}
+
 #[cfg(feature = "troupe-supervision")]
 mod sup {
     use super::*;
@@ -139,6 +190,15 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let t = now();
             s.ask_n(p.ask).await.expect("call");
             Outcome::Metrics(vec![("ask_agents_ns", ns_per(p.ask, t.elapsed()))])
+        }),
+        "pingpong" => on_runtime(move || async move {
+            let system = System::new();
+            let a: ActorRef<Pinger> = system.spawn(Pinger::default());
+            let b: ActorRef<Ponger> = system.spawn(Ponger { peer: a.clone() });
+            pingpong(&a, &b, p.pingpong / 10).await;
+            let t = now();
+            pingpong(&a, &b, p.pingpong).await;
+            Outcome::Metrics(vec![("pingpong_ns", ns_per(p.pingpong, t.elapsed()))])
         }),
         "tell" => on_runtime(move || async move {
             let system = System::new();

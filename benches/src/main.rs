@@ -256,6 +256,11 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("tell (agent->agent) M msg/s", "tell-agents", "tell_agents_mps"),
     ("fanin 8->1 (agents) M msg/s", "fanin-agents", "fanin_agents_mps"),
     ("ask (agent->agent) ns", "ask-agents", "ask_agents_ns"),
+    (
+        "pingpong (agent<->agent) ns/round trip",
+        "pingpong",
+        "pingpong_ns",
+    ),
     ("tell (from the driver task) M msg/s", "tell", "tell_mps"),
     (
         "fanin 8->1 (from the driver's tasks) M msg/s",
