@@ -1,5 +1,6 @@
 //! Shared pieces: workload sizes, results, runtime construction, RSS reading.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The workloads, in run order. The `-agents` ones send from agents of the framework;
@@ -13,6 +14,7 @@ pub const WORKLOADS: &[&str] = &[
     "fanin",
     "ask",
     "spawn",
+    "chain",
     "restart",
 ];
 
@@ -37,6 +39,8 @@ pub struct Params {
     pub pingpong: u64,
     /// `spawn`: idle agents kept alive.
     pub spawn: u64,
+    /// `chain`: short-lived agents, one after the other.
+    pub chain: u64,
     /// `restart`: poison/restart/answer cycles.
     pub restart: u64,
 }
@@ -51,6 +55,7 @@ impl Params {
             fanin_per: s(250_000.0, 100),
             pingpong: s(100_000.0, 100),
             spawn: s(1_000_000.0, 100),
+            chain: s(1_000_000.0, 100),
             restart: s(1_000.0, 10),
         }
     }
@@ -90,21 +95,75 @@ where
     out
 }
 
-/// Resident set size of this process in bytes, from `/proc/self/status` (VmRSS).
-pub fn vm_rss_bytes() -> u64 {
+/// A `kB` field of `/proc/self/status`, in bytes.
+fn proc_status_bytes(field: &str) -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     for line in s.lines() {
-        if let Some(rest) = line.strip_prefix("VmRSS:") {
+        if let Some(rest) = line.strip_prefix(field).and_then(|r| r.strip_prefix(':')) {
             let kb: u64 = rest
                 .trim()
                 .trim_end_matches("kB")
                 .trim()
                 .parse()
-                .expect("VmRSS value");
+                .expect("kB value");
             return kb * 1024;
         }
     }
-    panic!("no VmRSS in /proc/self/status");
+    panic!("no {field} in /proc/self/status");
+}
+
+/// Resident set size of this process in bytes, from `/proc/self/status` (VmRSS).
+pub fn vm_rss_bytes() -> u64 {
+    proc_status_bytes("VmRSS")
+}
+
+/// Agents of the `chain` workload whose state has been dropped, i.e. that have stopped.
+pub static STOPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Part of every `chain` agent's state: counts the agent as stopped when the framework
+/// drops its state (a framework that only parked the agent would never get there).
+#[derive(Default)]
+pub struct StopMark;
+
+impl Drop for StopMark {
+    fn drop(&mut self) {
+        STOPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Waits (polling every millisecond, up to 60 s) until `done` holds; panics otherwise.
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = now() + Duration::from_secs(60);
+    while !done() {
+        assert!(now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Starts a `chain` measurement: settles, resets the peak RSS (VmHWM, by writing 5 to
+/// `/proc/self/clear_refs`; if that is refused the peak since exec is used) and returns
+/// VmRSS now.
+pub async fn chain_start() -> u64 {
+    settle().await;
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    vm_rss_bytes()
+}
+
+/// Ends a `chain` measurement started at `t` once all `n` agents have stopped (their
+/// `StopMark` dropped): ns per agent (spawn, call, stop) and peak RSS above the start, in
+/// MiB.
+pub async fn chain_outcome(n: u64, t: Instant, rss_start: u64) -> Outcome {
+    wait_until("every chain agent has stopped", || {
+        STOPPED.load(Ordering::Relaxed) >= n
+    })
+    .await;
+    let d = t.elapsed();
+    assert_eq!(STOPPED.load(Ordering::Relaxed), n, "chain agents stopped");
+    let peak = proc_status_bytes("VmHWM").saturating_sub(rss_start);
+    Outcome::Metrics(vec![
+        ("chain_ns", ns_per(n, d)),
+        ("chain_peak_mib", peak as f64 / (1024.0 * 1024.0)),
+    ])
 }
 
 /// Million messages per second.

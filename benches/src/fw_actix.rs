@@ -166,6 +166,28 @@ async fn pingpong(a: &Addr<Pinger>, b: &Addr<Ponger>, n: u64) {
     rx.await.expect("done");
 }
 
+/// A `chain` agent: answers one call and stops itself (`ctx.stop()`).
+#[derive(Default)]
+struct Once {
+    _mark: StopMark,
+}
+
+impl Actor for Once {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct OnceMsg;
+
+impl Handler<OnceMsg> for Once {
+    type Result = u64;
+    fn handle(&mut self, _: OnceMsg, ctx: &mut Context<Self>) -> u64 {
+        ctx.stop();
+        1
+    }
+}
+
 /// Runs `fut` as a task spawned on the System's Arbiter and returns its output.
 fn on_system<F, Fut>(f: F) -> Outcome
 where
@@ -352,6 +374,15 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let out = spawn_outcome(p.spawn, spawn, t.elapsed(), rss_before, rss_after).await;
             std::mem::forget(refs);
             out
+        }),
+        "chain" => on_system(move || async move {
+            let rss_start = chain_start().await;
+            let t = now();
+            for _ in 0..p.chain {
+                let a = Once::default().start();
+                std::hint::black_box(a.send(OnceMsg).await.unwrap());
+            }
+            chain_outcome(p.chain, t, rss_start).await
         }),
         "restart" => Outcome::NotApplicable("n/a (panic kills the actor)"),
         _ => unreachable!(),

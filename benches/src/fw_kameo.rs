@@ -161,6 +161,30 @@ async fn pingpong(a: &ActorRef<Pinger>, b: &ActorRef<Ponger>, n: u64) {
     rx.await.expect("done");
 }
 
+/// A `chain` agent: answers one ask and stops itself (`ctx.stop()`).
+#[derive(Default)]
+struct Once {
+    _mark: StopMark,
+}
+
+impl Actor for Once {
+    type Args = Self;
+    type Error = Infallible;
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        Ok(state)
+    }
+}
+
+struct OnceMsg;
+
+impl Message<OnceMsg> for Once {
+    type Reply = u64;
+    async fn handle(&mut self, _: OnceMsg, ctx: &mut Context<Self, u64>) -> u64 {
+        ctx.stop();
+        1
+    }
+}
+
 struct Sup;
 
 impl Actor for Sup {
@@ -291,6 +315,15 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let out = spawn_outcome(p.spawn, spawn, t.elapsed(), rss_before, rss_after).await;
             std::mem::forget(refs);
             out
+        }),
+        "chain" => on_runtime(move || async move {
+            let rss_start = chain_start().await;
+            let t = now();
+            for _ in 0..p.chain {
+                let a = Once::spawn(Once::default());
+                std::hint::black_box(a.ask(OnceMsg).await.expect("ask"));
+            }
+            chain_outcome(p.chain, t, rss_start).await
         }),
         "restart" => on_runtime(move || async move {
             quiet_panics();

@@ -178,6 +178,35 @@ async fn pingpong(a: &ActorRef<PingerMsg>, b: &ActorRef<()>, n: u64) {
     rx.await.expect("done");
 }
 
+/// A `chain` agent: answers one call and stops itself (`myself.stop(None)`).
+struct Once;
+
+enum OnceMsg {
+    Once(RpcReplyPort<u64>),
+}
+
+impl Actor for Once {
+    type Msg = OnceMsg;
+    type State = StopMark;
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<OnceMsg>, _: ()) -> Result<StopMark, ActorProcessingErr> {
+        Ok(StopMark)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<OnceMsg>,
+        msg: OnceMsg,
+        _: &mut StopMark,
+    ) -> Result<(), ActorProcessingErr> {
+        let OnceMsg::Once(reply) = msg;
+        let _ = reply.send(1);
+        myself.stop(None);
+        Ok(())
+    }
+}
+
 /// Manual supervisor: respawns the worker when it fails.
 struct Sup;
 
@@ -371,6 +400,15 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let out = spawn_outcome(p.spawn, spawn, t.elapsed(), rss_before, rss_after).await;
             std::mem::forget(refs);
             out
+        }),
+        "chain" => on_runtime(move || async move {
+            let rss_start = chain_start().await;
+            let t = now();
+            for _ in 0..p.chain {
+                let (a, _) = Actor::spawn(None, Once, ()).await.expect("spawn");
+                std::hint::black_box(call!(a, OnceMsg::Once).expect("call"));
+            }
+            chain_outcome(p.chain, t, rss_start).await
         }),
         "restart" => on_runtime(move || async move {
             quiet_panics();

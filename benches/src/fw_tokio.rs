@@ -132,6 +132,18 @@ impl PingPong {
     }
 }
 
+/// A `chain` agent: a task that answers one request and returns (its state dropped).
+fn spawn_once() -> mpsc::UnboundedSender<oneshot::Sender<u64>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<oneshot::Sender<u64>>();
+    tokio::spawn(async move {
+        let _mark = StopMark;
+        if let Some(reply) = rx.recv().await {
+            let _ = reply.send(1);
+        }
+    });
+    tx
+}
+
 pub fn run(workload: &str, p: Params) -> Outcome {
     match workload {
         "tell-agents" => on_runtime(move || async move {
@@ -239,6 +251,17 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             let out = spawn_outcome(p.spawn, spawn, t.elapsed(), rss_before, rss_after).await;
             std::mem::forget(refs);
             out
+        }),
+        "chain" => on_runtime(move || async move {
+            let rss_start = chain_start().await;
+            let t = now();
+            for _ in 0..p.chain {
+                let agent = spawn_once();
+                let (tx, rx) = oneshot::channel();
+                agent.send(tx).expect("agent alive");
+                std::hint::black_box(rx.await.expect("reply"));
+            }
+            chain_outcome(p.chain, t, rss_start).await
         }),
         "restart" => Outcome::NotApplicable("-"),
         _ => unreachable!(),

@@ -100,6 +100,22 @@ async fn pingpong(a: &ActorRef<Pinger>, b: &ActorRef<Ponger>, n: u64) {
     rx.await.expect("done");
 }
 
+/// A `chain` agent: answers one call and stops itself (`ctx.stop()`).
+#[agent]
+#[derive(Default)]
+pub struct Once {
+    _mark: StopMark,
+}
+
+#[agent]
+impl Once {
+    #[handle]
+    fn once(&mut self, ctx: &mut Context<Self>) -> u64 {
+        ctx.stop();
+        1
+    }
+}
+
 #[cfg(feature = "troupe-supervision")]
 mod sup {
     use super::*;
@@ -272,6 +288,17 @@ pub fn run(workload: &str, p: Params) -> Outcome {
             std::mem::forget(refs);
             std::mem::forget(system);
             out
+        }),
+        "chain" => on_runtime(move || async move {
+            let system = System::new();
+            let rss_start = chain_start().await;
+            let t = now();
+            for _ in 0..p.chain {
+                let a: ActorRef<Once> = system.spawn(Once::default());
+                std::hint::black_box(a.once().await.expect("call"));
+            }
+            wait_until("troupe's agent_count() is 0", || system.agent_count() == 0).await;
+            chain_outcome(p.chain, t, rss_start).await
         }),
         #[cfg(feature = "troupe-supervision")]
         "restart" => on_runtime(move || sup::restart(p)),

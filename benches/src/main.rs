@@ -247,6 +247,7 @@ fn fmt_metric(key: &str, v: f64) -> String {
             }
         }
         "restart_us" => format!("{v:.1}"),
+        "chain_peak_mib" => format!("{v:.2}"),
         _ => group(v),
     }
 }
@@ -272,6 +273,8 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("spawn + 1 call each ns/agent", "spawn", "spawn_call_ns"),
     ("RSS B/agent", "spawn", "rss_b"),
     ("RSS B/agent after 1 call", "spawn", "rss_called_b"),
+    ("chain: spawn + 1 call + stop ns/agent", "chain", "chain_ns"),
+    ("chain peak RSS MiB", "chain", "chain_peak_mib"),
     ("restart us", "restart", "restart_us"),
 ];
 
