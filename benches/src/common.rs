@@ -183,8 +183,9 @@ pub struct SpawnSample {
     pub call_each: Duration,
     pub rss_before: u64,
     pub rss_after: u64,
-    /// RSS after one call to each agent (agents that start lazily have started by then).
-    pub rss_called: u64,
+    /// RSS after one call to each agent and then `WORKED_IDLE` without messages: what
+    /// agents that have worked and now wait cost (lazily started agents have started).
+    pub rss_worked_idle: u64,
 }
 
 impl SpawnSample {
@@ -198,15 +199,18 @@ impl SpawnSample {
                 self.rss_after.saturating_sub(self.rss_before) as f64 / self.n as f64,
             ),
             (
-                "rss_called_b",
-                self.rss_called.saturating_sub(self.rss_before) as f64 / self.n as f64,
+                "rss_worked_idle_b",
+                self.rss_worked_idle.saturating_sub(self.rss_before) as f64 / self.n as f64,
             ),
         ])
     }
 }
 
-/// Finishes a spawn sample: waits for the agents to settle after their calls and reads
-/// the resident memory they hold then.
+/// How long the agents of `spawn` stay idle after their one call before RSS is read.
+pub const WORKED_IDLE: Duration = Duration::from_secs(1);
+
+/// Finishes a spawn sample: leaves the agents idle for `WORKED_IDLE` after their calls and
+/// reads the resident memory they hold then.
 pub async fn spawn_outcome(
     n: u64,
     spawn: Duration,
@@ -214,15 +218,15 @@ pub async fn spawn_outcome(
     rss_before: u64,
     rss_after: u64,
 ) -> Outcome {
-    settle().await;
-    let rss_called = vm_rss_bytes();
+    tokio::time::sleep(WORKED_IDLE).await;
+    let rss_worked_idle = vm_rss_bytes();
     SpawnSample {
         n,
         spawn,
         call_each,
         rss_before,
         rss_after,
-        rss_called,
+        rss_worked_idle,
     }
     .outcome()
 }
