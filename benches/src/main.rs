@@ -407,69 +407,148 @@ fn render(args: &Args, samples: &Samples, cmdline: &str, wall: Duration) -> Stri
     s
 }
 
+/// A target: its text and whether a ratio troupe / peer meets it.
+type Target<'a> = (&'a str, fn(f64) -> bool);
+
+/// One comparison of troupe with a peer on one metric: the ratio troupe / peer, with the
+/// verdict when there is a target.
+struct Cmp<'a> {
+    peer: &'a str,
+    text: &'a str,
+    ok: Option<Target<'a>>,
+}
+
 fn ratios(samples: &Samples) -> String {
     let get = |fw: &str, wl: &str, key: &str| medians(samples, fw, wl, key).0;
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
-    let mut parts = Vec::new();
-    if let (Some(t), Some(a)) = (
-        get("troupe", "tell", "tell_mps"),
-        get("actix", "tell", "tell_mps"),
-    ) {
-        parts.push(format!(
-            "tell {:.2}x actix (target >= 2x: {})",
-            t / a,
-            verdict(t / a >= 2.0)
+    // "label: 1.62x actix (target >= 1.5x: met), 1.10x raw tokio (target >= 1x: met)"
+    let row = |label: &str, wl: &str, key: &str, cmps: &[Cmp]| -> Option<String> {
+        let t = get("troupe", wl, key)?;
+        let parts: Vec<String> = cmps
+            .iter()
+            .filter_map(|c| {
+                let r = t / get(c.peer, wl, key)?;
+                Some(match c.ok {
+                    Some((target, ok)) => format!("{r:.2}x {} (target {target}: {})", c.text, verdict(ok(r))),
+                    None => format!("{r:.2}x {}", c.text),
+                })
+            })
+            .collect();
+        (!parts.is_empty()).then(|| format!("{label} {}", parts.join(", ")))
+    };
+    let c = |peer, text, ok| Cmp { peer, text, ok };
+
+    let mut issue8 = Vec::new();
+    for (label, wl, key) in [
+        ("tell (agent->agent)", "tell-agents", "tell_agents_mps"),
+        ("fanin (agents)", "fanin-agents", "fanin_agents_mps"),
+    ] {
+        issue8.extend(row(
+            label,
+            wl,
+            key,
+            &[
+                c("actix", "actix", Some((">= 1.5x", |r| r >= 1.5))),
+                c("tokio", "raw tokio", Some((">= 1x", |r| r >= 1.0))),
+            ],
         ));
     }
-    if let (Some(t), Some(a)) = (
-        get("troupe", "fanin", "fanin_mps"),
-        get("actix", "fanin", "fanin_mps"),
-    ) {
-        parts.push(format!(
-            "fanin {:.2}x actix (target >= 1.5x: {})",
-            t / a,
-            verdict(t / a >= 1.5)
+    for (label, wl, key) in [
+        ("ask (agent->agent)", "ask-agents", "ask_agents_ns"),
+        ("pingpong", "pingpong", "pingpong_ns"),
+    ] {
+        issue8.extend(row(
+            label,
+            wl,
+            key,
+            &[
+                c("actix", "actix's time", Some(("<= 1.3x", |r| r <= 1.3))),
+                c("tokio", "raw tokio's", Some(("< 1x", |r| r < 1.0))),
+            ],
         ));
     }
-    if let (Some(t), Some(a)) = (get("troupe", "ask", "ask_ns"), get("actix", "ask", "ask_ns")) {
-        let mut p = format!(
-            "ask {:.2}x actix's time (target <= 1.5x: {})",
-            t / a,
-            verdict(t / a <= 1.5)
-        );
-        if let Some(r) = get("tokio", "ask", "ask_ns") {
-            p += &format!(", {:.2}x raw tokio's (target < 1x: {})", t / r, verdict(t < r));
-        }
-        parts.push(p);
-    }
-    if let (Some(t), Some(a)) = (
-        get("troupe", "spawn", "spawn_ns"),
-        get("actix", "spawn", "spawn_ns"),
-    ) {
-        parts.push(format!(
-            "spawn {:.2}x actix's time (target <= 1x: {})",
-            t / a,
-            verdict(t <= a)
-        ));
-    }
-    if let Some(r) = get("troupe", "spawn", "rss_b") {
-        parts.push(format!(
-            "RSS {} B/agent (target <= 512 B: {})",
+    issue8.extend(row(
+        "chain",
+        "chain",
+        "chain_ns",
+        &[
+            c("actix", "actix's time per agent", Some(("<= 1x", |r| r <= 1.0))),
+            c("tokio", "raw tokio's", None),
+        ],
+    ));
+    issue8.extend(row(
+        "chain peak RSS",
+        "chain",
+        "chain_peak_mib",
+        &[
+            c("actix", "actix's", Some(("<= 0.5x", |r| r <= 0.5))),
+            c("tokio", "raw tokio's", None),
+        ],
+    ));
+    if let Some(r) = get("troupe", "spawn", "rss_worked_idle_b") {
+        issue8.push(format!(
+            "RSS (worked, idle) {} B/agent (target <= 512 B: {})",
             group(r),
             verdict(r <= 512.0)
         ));
     }
     if let Some(r) = get("troupe", "restart", "restart_us") {
-        parts.push(format!(
+        issue8.push(format!(
             "restart {r:.1} us (target <= 5 us: {})",
             verdict(r <= 5.0)
         ));
     }
-    if parts.is_empty() {
-        "troupe vs actix: not measured in this run.\n".to_string()
-    } else {
-        format!("troupe vs actix: {}.\n", parts.join("; "))
+
+    let mut driver = Vec::new();
+    driver.extend(row(
+        "tell",
+        "tell",
+        "tell_mps",
+        &[c("actix", "actix", Some((">= 2x", |r| r >= 2.0)))],
+    ));
+    driver.extend(row(
+        "fanin",
+        "fanin",
+        "fanin_mps",
+        &[c("actix", "actix", Some((">= 1.5x", |r| r >= 1.5)))],
+    ));
+    driver.extend(row(
+        "ask",
+        "ask",
+        "ask_ns",
+        &[
+            c("actix", "actix's time", Some(("<= 1.5x", |r| r <= 1.5))),
+            c("tokio", "raw tokio's", Some(("< 1x", |r| r < 1.0))),
+        ],
+    ));
+    driver.extend(row(
+        "spawn",
+        "spawn",
+        "spawn_ns",
+        &[c("actix", "actix's time", Some(("<= 1x", |r| r <= 1.0)))],
+    ));
+    if let Some(r) = get("troupe", "spawn", "rss_b") {
+        driver.push(format!(
+            "RSS (never messaged) {} B/agent (target <= 512 B: {})",
+            group(r),
+            verdict(r <= 512.0)
+        ));
     }
+
+    let mut s = String::new();
+    if !issue8.is_empty() {
+        s += &format!("troupe against issue 8's targets: {}.\n\n", issue8.join("; "));
+    }
+    if !driver.is_empty() {
+        s += &format!(
+            "troupe, driver-task rows, against issues 2 and 3's targets: {}.\n",
+            driver.join("; ")
+        );
+    }
+    if s.is_empty() {
+        s = "troupe vs its peers: not measured in this run.\n".to_string();
+    }
+    s
 }
 
 fn raw_section(args: &Args, samples: &Samples) -> String {
