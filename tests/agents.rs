@@ -628,3 +628,63 @@ async fn an_agent_that_never_got_a_message_still_stops_and_runs_on_stop() {
     got.sort();
     assert_eq!(got, vec!["normal".to_string(), "shutdown".to_string()]);
 }
+
+#[test]
+fn generated_messages_and_replies_print_with_debug_when_their_types_do() {
+    /// Not `Debug`: the agent still compiles, its enums just are not `Debug`.
+    pub struct Opaque;
+    pub struct Mixed;
+    #[agent]
+    impl Mixed {
+        #[handle]
+        fn named(&self, f: u64, label: String) -> Vec<u8> {
+            let _ = (f, label);
+            Vec::new()
+        }
+        #[handle]
+        fn nothing(&self) {}
+        #[handle]
+        fn opaque(&self, _o: Opaque) {}
+    }
+    #[derive(Default)]
+    pub struct Plain;
+    #[agent]
+    impl Plain {
+        #[handle]
+        fn add(&mut self, n: u64, tag: String) -> Option<u64> {
+            let _ = tag;
+            Some(n)
+        }
+        #[handle]
+        fn ping(&self) {}
+    }
+    let msg = PlainMsg::Add {
+        n: 5,
+        tag: "x".into(),
+    };
+    assert_eq!(format!("{msg:?}"), r#"Add { n: 5, tag: "x" }"#);
+    assert_eq!(format!("{:?}", PlainMsg::Ping), "Ping");
+    assert_eq!(format!("{:?}", PlainReply::Add(Some(5))), "Add(Some(5))");
+    assert_eq!(format!("{:#?}", PlainReply::Ping(())), "Ping(\n    (),\n)");
+    fn assert_debug<T: std::fmt::Debug>(value: &T) -> String {
+        format!("{value:?}")
+    }
+    assert_eq!(assert_debug(&PlainMsg::Ping), "Ping");
+    pub struct Holder<T> {
+        items: Vec<T>,
+    }
+    #[agent]
+    impl<T: Send + 'static> Holder<T> {
+        #[handle]
+        fn put(&mut self, item: T) {
+            self.items.push(item);
+        }
+    }
+    assert_eq!(format!("{:?}", HolderMsg::Put { item: 3u8 }), "Put { item: 3 }");
+    // `MixedMsg` has a non-Debug argument: it compiles, without Debug.
+    let _ = MixedMsg::Opaque { _o: Opaque };
+    let _ = MixedMsg::Named {
+        f: 1,
+        label: String::new(),
+    };
+}
