@@ -208,7 +208,10 @@ impl<A: Agent> Cell<A> {
         if killed {
             tracing::warn!(agent = %self.h().id, "agent killed");
         } else if reason.is_abnormal() {
-            tracing::error!(agent = %self.h().id, %reason, "agent crashed");
+            match crate::panic::take_location() {
+                Some(at) => tracing::error!(agent = %self.h().id, %reason, %at, "agent crashed"),
+                None => tracing::error!(agent = %self.h().id, %reason, "agent crashed"),
+            }
         }
         link::notify(self.h().id, reason, self.mailbox.take_links());
         let decision = match &self.h().supervised {

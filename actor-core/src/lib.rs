@@ -11,6 +11,7 @@ mod context;
 mod error;
 mod link;
 mod mailbox;
+mod panic;
 mod registry;
 mod reply;
 mod request;
@@ -24,10 +25,12 @@ pub use agent::{Agent, Options, StopReason, DEFAULT_MAILBOX};
 pub use context::Context;
 pub use error::{CallError, Error, RegistryError, Result, SendError};
 pub use link::Down;
+pub use panic::{quiet_agent_panics, QuietPanics};
 pub use reply::Reply;
 pub use request::Request;
 pub use supervisor::{
-    Backoff, ChildSpec, Restart, Strategy, Supervisor, SupervisorError, SupervisorRef, Tree,
+    Backoff, ChildSpec, EventKind, Restart, Strategy, SupervisionEvent, Supervisor, SupervisorError,
+    SupervisorEvents, SupervisorRef, Tree,
 };
 pub use system::{System, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use timer::TimerHandle;

@@ -10,6 +10,7 @@
 
 mod backoff;
 mod child;
+mod events;
 mod task;
 mod tree;
 
@@ -24,10 +25,12 @@ use tokio::time::Instant;
 
 pub use backoff::Backoff;
 pub use child::ChildSpec;
+pub use events::{EventKind, SupervisionEvent, SupervisorEvents};
 pub use tree::Tree;
 
-use crate::{ActorRef, Agent, StopReason, System};
+use crate::{ActorId, ActorRef, Agent, StopReason, System};
 use child::ChildOps;
+use events::Outlet;
 
 /// Which children a supervisor restarts when one of them fails (as in OTP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +258,45 @@ impl SupervisorRef {
     pub fn restarts(&self) -> u64 {
         self.shared.state.lock().total_restarts
     }
+
+    /// Subscribes to what happens to the children of this supervisor and of the
+    /// supervisors below it: started, crashed (with the reason), stopped, restarted, and
+    /// supervisors giving up. Watching needs no link to any child, so a watcher that
+    /// crashes takes nothing down with it.
+    ///
+    /// ```
+    /// use troupe::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// pub struct Worker;
+    ///
+    /// #[agent]
+    /// impl Worker {
+    ///     #[handle]
+    ///     fn crash(&self) {
+    ///         panic!("boom");
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let _quiet = troupe::quiet_agent_panics();
+    /// let system = System::new();
+    /// let sup = Supervisor::new(Strategy::OneForOne)
+    ///     .child(ChildSpec::new("worker", Worker::default))
+    ///     .spawn(&system);
+    /// let mut events = sup.events();
+    /// let worker: ActorRef<Worker> = sup.child("worker").unwrap();
+    /// let _ = worker.crash().await;
+    /// let crashed = events.recv().await.unwrap();
+    /// assert_eq!(crashed.to_string(), "root/worker crashed: panicked: boom");
+    /// assert_eq!(events.recv().await.unwrap().kind, EventKind::Restarted);
+    /// system.shutdown().await;
+    /// # }
+    /// ```
+    pub fn events(&self) -> SupervisorEvents {
+        self.shared.outlet.subscribe()
+    }
 }
 
 impl fmt::Debug for SupervisorRef {
@@ -304,6 +346,10 @@ pub(crate) enum Status {
 /// The state shared by a supervisor's task and its children's tasks.
 pub(crate) struct SupShared {
     name: String,
+    /// The names from the root down to this supervisor (`root/workers`).
+    path: String,
+    parent: Option<Weak<SupShared>>,
+    outlet: Outlet,
     tx: mpsc::UnboundedSender<SupMsg>,
     state: Mutex<SupState>,
     system: Weak<crate::system::SystemInner>,
@@ -330,6 +376,8 @@ pub(crate) struct ChildEntry {
     phase: Phase,
     /// The supervisor stopped this instance itself and is waiting for it.
     expect_exit: bool,
+    /// An instance has started before (the next start is a restart).
+    started: bool,
     /// Restarts of this child in a row (for backoff); reset after a quiet period.
     attempts: u32,
     last_restart: Option<Instant>,
@@ -366,15 +414,73 @@ impl SupShared {
         self.system.upgrade().is_none_or(|s| s.is_shutting_down())
     }
 
+    /// True when someone subscribed to this supervisor's events or an ancestor's.
+    fn watched(&self) -> bool {
+        if self.outlet.is_watched() {
+            return true;
+        }
+        self.parent
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .is_some_and(|p| p.watched())
+    }
+
+    /// Tells this supervisor's subscribers, and its ancestors', what happened to `child`.
+    pub(crate) fn emit(&self, child: &str, agent: Option<ActorId>, kind: EventKind) {
+        if !self.watched() {
+            return;
+        }
+        let event = SupervisionEvent {
+            supervisor: self.path.clone(),
+            child: child.to_owned(),
+            agent,
+            kind,
+        };
+        self.outlet.send(event.clone());
+        let mut up = self.parent.as_ref().and_then(Weak::upgrade);
+        while let Some(sup) = up {
+            sup.outlet.send(event.clone());
+            up = sup.parent.as_ref().and_then(Weak::upgrade);
+        }
+    }
+
     /// Called by a child's task when its instance ended: the fast path. A restart in
     /// place needs the task, so `in_place` is false for a killed instance.
     pub(crate) fn decide(&self, key: u64, reason: &StopReason, in_place: bool) -> Decision {
+        let watched = self.watched();
+        let mut child = None;
+        let decision = self.decide_locked(key, reason, in_place, watched.then_some(&mut child));
+        if let Some((name, id)) = child {
+            let kind = if reason.is_abnormal() {
+                EventKind::Crashed(reason.clone())
+            } else {
+                EventKind::Stopped(reason.clone())
+            };
+            self.emit(&name, id, kind);
+            if decision == Decision::RestartInPlace {
+                self.emit(&name, id, EventKind::Restarted);
+            }
+        }
+        decision
+    }
+
+    fn decide_locked(
+        &self,
+        key: u64,
+        reason: &StopReason,
+        in_place: bool,
+        child: Option<&mut Option<(String, Option<ActorId>)>>,
+    ) -> Decision {
         let shutting_down = self.system_shutting_down();
         let mut st = self.state.lock();
         let st = &mut *st;
         let Some(i) = st.children.iter().position(|c| c.key == key) else {
             return Decision::Final;
         };
+        if let Some(slot) = child {
+            let c = &st.children[i];
+            *slot = Some((c.name.clone(), c.ops.id()));
+        }
         if st.status != Status::Running || st.children[i].expect_exit || shutting_down {
             st.children[i].phase = Phase::Waiting(None);
             return if shutting_down && !st.children[i].expect_exit {

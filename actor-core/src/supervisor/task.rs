@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::child::{self, ChildOps};
+use super::events::EventKind;
 use super::{
     ChildEntry, ChildSpec, Phase, Status, Strategy, SupMsg, SupShared, SupState, Supervisor, SupervisorError,
 };
@@ -24,7 +25,14 @@ pub(super) fn start(
     parent: Option<(Weak<SupShared>, u64)>,
 ) -> Arc<SupShared> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let path = match parent.as_ref().and_then(|(p, _)| p.upgrade()) {
+        Some(p) => format!("{}/{name}", p.path),
+        None => name.clone(),
+    };
     let shared = Arc::new(SupShared {
+        path,
+        parent: parent.as_ref().map(|(p, _)| p.clone()),
+        outlet: Default::default(),
         name,
         tx,
         state: Mutex::new(SupState {
@@ -172,6 +180,7 @@ impl SupTask {
             ops,
             phase: Phase::Waiting(None),
             expect_exit: false,
+            started: false,
             attempts: 0,
             last_restart: None,
         });
@@ -181,7 +190,7 @@ impl SupTask {
 
     /// Starts one waiting child; a failed start (the factory panicked) counts as an exit.
     fn start_child(&mut self, key: u64) {
-        let result = {
+        let (result, name, id, again) = {
             let mut st = self.shared.state.lock();
             let Some(c) = st.children.iter_mut().find(|c| c.key == key) else {
                 return;
@@ -190,10 +199,16 @@ impl SupTask {
                 return;
             }
             c.phase = Phase::Running;
-            c.ops.start()
+            let again = std::mem::replace(&mut c.started, true);
+            (c.ops.start(), c.name.clone(), c.ops.id(), again)
         };
-        if let Err(reason) = result {
-            self.deferred.push_back(SupMsg::Exited { key, reason });
+        match result {
+            Ok(()) if again => self.shared.emit(&name, id, EventKind::Restarted),
+            Ok(()) => self.shared.emit(&name, id, EventKind::Started),
+            Err(reason) => {
+                self.shared.emit(&name, None, EventKind::Crashed(reason.clone()));
+                self.deferred.push_back(SupMsg::Exited { key, reason });
+            }
         }
     }
 
@@ -296,6 +311,7 @@ impl SupTask {
     /// parent decide; at the root, stop for good.
     async fn give_up(&mut self) -> ControlFlow<()> {
         let reason = StopReason::Error("restart intensity exceeded".to_owned());
+        self.shared.emit("", None, EventKind::GaveUp);
         self.set_status(Status::Busy);
         self.stop_children(None).await;
         if self.parent.is_some() {
