@@ -47,10 +47,10 @@
 
 #[doc(inline)]
 pub use actor_core::{
-    quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, Error,
-    EventKind, Options, QuietPanics, RegistryError, Reply, Request, Restart, Result, SendError, StopReason,
-    Strategy, SupervisionEvent, Supervisor, SupervisorError, SupervisorEvents, SupervisorRef, System,
-    TimerHandle, Tree, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
+    quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, ChildSpec, Context, Down,
+    Error, EventKind, Options, Pool, PoolBuilder, QuietPanics, RegistryError, Reply, Request, Restart,
+    Result, Routing, SendError, StopReason, Strategy, SupervisionEvent, Supervisor, SupervisorError,
+    SupervisorEvents, SupervisorRef, System, TimerHandle, Tree, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
@@ -63,9 +63,9 @@ pub use actor_secure as secure;
 /// Everything an agent author needs: `use troupe::prelude::*;`.
 pub mod prelude {
     pub use actor_core::{
-        ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, EventKind, RegistryError,
-        Reply, Restart, SendError, StopReason, Strategy, SupervisionEvent, Supervisor, SupervisorError,
-        SupervisorRef, System, TimerHandle,
+        ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, EventKind, Pool,
+        RegistryError, Reply, Restart, Routing, SendError, StopReason, Strategy, SupervisionEvent,
+        Supervisor, SupervisorError, SupervisorRef, System, TimerHandle,
     };
     pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
     pub use actor_secure::{

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use crate::cell::{Cell, Envelope};
+use crate::pool::Router;
 use crate::Agent;
 
 /// The stable identity of one agent within a process.
@@ -45,10 +46,12 @@ pub trait AgentClient<A: Agent>: Clone + Send + Sync + 'static {
 
 /// Where the messages of a reference go.
 ///
-/// Today every reference is local; references to agents on other nodes will be another
-/// variant here, behind the same `ActorRef` type and the same generated client.
+/// One agent of this process, or a pool's router that picks one of its workers per
+/// message. References to agents on other nodes will be another variant here, behind
+/// the same generated client.
 enum Target<A: Agent> {
     Local(Arc<Cell<A>>),
+    Pool(Arc<Router<A>>),
 }
 
 /// The untyped core of a reference; generated clients wrap it. Not for direct use.
@@ -59,9 +62,10 @@ pub struct RawRef<A: Agent> {
 
 impl<A: Agent> Clone for RawRef<A> {
     fn clone(&self) -> Self {
-        match &self.target {
-            Target::Local(cell) => RawRef {
-                target: Target::Local(cell.clone()),
+        RawRef {
+            target: match &self.target {
+                Target::Local(cell) => Target::Local(cell.clone()),
+                Target::Pool(router) => Target::Pool(router.clone()),
             },
         }
     }
@@ -74,18 +78,30 @@ impl<A: Agent> RawRef<A> {
         }
     }
 
-    pub(crate) fn cell(&self) -> &Arc<Cell<A>> {
-        match &self.target {
-            Target::Local(cell) => cell,
+    pub(crate) fn pool(router: Arc<Router<A>>) -> Self {
+        RawRef {
+            target: Target::Pool(router),
         }
     }
 
-    pub(crate) fn id(&self) -> ActorId {
-        self.cell().id()
+    /// The one agent this reference points at (none for a pool).
+    pub(crate) fn local_cell(&self) -> Option<&Arc<Cell<A>>> {
+        match &self.target {
+            Target::Local(cell) => Some(cell),
+            Target::Pool(_) => None,
+        }
+    }
+
+    /// The agent's id (none for a pool).
+    pub(crate) fn id(&self) -> Option<ActorId> {
+        self.local_cell().map(|c| c.id())
     }
 
     pub(crate) fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
-        self.cell().try_push(env)
+        match &self.target {
+            Target::Local(cell) => cell.try_push(env),
+            Target::Pool(router) => router.try_push(env),
+        }
     }
 
     pub(crate) fn poll_push(
@@ -93,7 +109,10 @@ impl<A: Agent> RawRef<A> {
         cx: &mut Context<'_>,
         slot: &mut Option<Envelope<A>>,
     ) -> Poll<Result<(), Envelope<A>>> {
-        self.cell().poll_push(cx, slot)
+        match &self.target {
+            Target::Local(cell) => cell.poll_push(cx, slot),
+            Target::Pool(router) => router.poll_push(cx, slot),
+        }
     }
 }
 
@@ -122,7 +141,9 @@ impl<A: Agent> Lease<A> {
     /// This thread's spare count, when it is for `raw`'s agent.
     #[inline]
     fn from_spare(raw: &RawRef<A>) -> Option<Self> {
-        let Target::Local(cell) = &raw.target;
+        let Target::Local(cell) = &raw.target else {
+            return None;
+        };
         let spare = SPARE.try_with(std::cell::Cell::take).ok().flatten()?;
         if std::ptr::addr_eq(Arc::as_ptr(&spare), Arc::as_ptr(cell)) {
             if let Ok(cell) = spare.downcast::<Cell<A>>() {
@@ -184,17 +205,21 @@ impl<A: Agent> ActorRef<A> {
     }
 
     pub(crate) fn cell(&self) -> &Arc<Cell<A>> {
-        self.raw().cell()
+        match self.raw().local_cell() {
+            Some(cell) => cell,
+            // `from_raw` is only ever given one agent's reference.
+            None => unreachable!("an ActorRef points at one agent"),
+        }
     }
 
     /// The agent's stable id.
     pub fn id(&self) -> ActorId {
-        self.raw().id()
+        self.cell().id()
     }
 
     /// True until the agent has stopped and its mailbox is closed.
     pub fn is_alive(&self) -> bool {
-        !self.raw().cell().is_closed()
+        !self.cell().is_closed()
     }
 
     /// Asks the agent to stop after the message it is handling; messages still queued
@@ -208,7 +233,7 @@ impl<A: Agent> ActorRef<A> {
     /// [`SupervisorRef::terminate_child`](crate::SupervisorRef::terminate_child) to remove
     /// it for good).
     pub fn stop_gracefully(&self) -> bool {
-        self.raw().cell().request_stop(crate::StopReason::Normal)
+        self.cell().request_stop(crate::StopReason::Normal)
     }
 
     /// Kills the agent at once, as OTP's `exit(Pid, kill)`: its task is aborted wherever
@@ -222,12 +247,12 @@ impl<A: Agent> ActorRef<A> {
     /// blocking loop) cannot be aborted until it does. Returns false when the agent had
     /// already stopped for good; [`stopped`](ActorRef::stopped) resolves once it is gone.
     pub fn kill(&self) -> bool {
-        self.raw().cell().kill()
+        self.cell().kill()
     }
 
     /// Resolves once the agent has stopped and its `#[on_stop]` hook has run.
     pub async fn stopped(&self) {
-        let cell = self.raw().cell();
+        let cell = self.cell();
         std::future::poll_fn(|cx| cell.poll_terminated(cx)).await
     }
 }
@@ -270,7 +295,10 @@ impl<A: Agent> fmt::Debug for ActorRef<A> {
 
 impl<A: Agent> fmt::Debug for RawRef<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RawRef<{}>({})", short_type_name::<A>(), self.id())
+        match &self.target {
+            Target::Local(cell) => write!(f, "RawRef<{}>({})", short_type_name::<A>(), cell.id()),
+            Target::Pool(router) => write!(f, "Pool<{}>({} workers)", short_type_name::<A>(), router.len()),
+        }
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) struct Header<A: Agent> {
     supervised: Option<Box<Supervised<A>>>,
     /// Counts instances: links belong to the instance that made them.
     generation: AtomicU32,
+    /// Registered under a name or in a group at some point: remove it from both when it
+    /// stops.
     registered: AtomicBool,
 }
 
@@ -242,6 +244,7 @@ impl<A: Agent> Cell<A> {
     pub(crate) fn terminate(&self, reason: &StopReason) {
         if self.h().registered.load(Ordering::SeqCst) {
             self.h().system.registry.remove_agent(self.h().id);
+            self.h().system.groups.remove_agent(self.h().id);
         }
         let watchers = self.mailbox.terminate(reason);
         link::notify(self.h().id, reason, watchers);

@@ -117,6 +117,9 @@ struct State<M, P> {
     terminated: bool,
     /// A kill arrived while the task was being started: abort it once known.
     kill_pending: bool,
+    /// How many messages the receiver took with its last batch (0 once it is idle):
+    /// with the queue's length, how busy it is.
+    taken: usize,
     rare: Option<Box<Rare>>,
     /// The task running the current instance, so that it can be killed.
     task: Option<AbortHandle>,
@@ -167,6 +170,7 @@ impl<M, P, H> Mailbox<M, P, H> {
                 closed: false,
                 terminated: false,
                 kill_pending: false,
+                taken: 0,
             }),
         }
     }
@@ -247,6 +251,7 @@ impl<M, P, H> Mailbox<M, P, H> {
             return Poll::Ready(Received::Signal(sig));
         }
         if st.queue.is_empty() {
+            st.taken = 0;
             match &mut st.rx {
                 Rx::Waiting(w) if w.will_wake(cx.waker()) => {}
                 rx => *rx = Rx::Waiting(cx.waker().clone()),
@@ -266,6 +271,7 @@ impl<M, P, H> Mailbox<M, P, H> {
             return Poll::Pending;
         }
         mem::swap(&mut st.queue, batch);
+        st.taken = batch.len();
         let senders = st.rare.as_mut().map(|r| mem::take(&mut r.senders));
         drop(st);
         for w in senders.into_iter().flatten() {
@@ -355,6 +361,13 @@ impl<M, P, H> Mailbox<M, P, H> {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
+    }
+
+    /// How busy the receiver is: messages queued plus those of the batch it is working
+    /// through (all of them until it comes back for more).
+    pub(crate) fn load(&self) -> usize {
+        let st = self.state.lock();
+        st.queue.len() + st.taken
     }
 
     /// Marks the agent as fully stopped, wakes whoever waits for that and returns the

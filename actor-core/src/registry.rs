@@ -48,7 +48,12 @@ impl Registry {
     pub(crate) fn lookup<A: Agent>(&self, name: &str) -> Option<ActorRef<A>> {
         let names = self.names.lock();
         let entry = names.get(name)?;
-        entry.agent.downcast_ref::<ActorRef<A>>().cloned()
+        // An agent that is stopping keeps its names until it is gone, but is not found.
+        entry
+            .agent
+            .downcast_ref::<ActorRef<A>>()
+            .filter(|r| r.is_alive())
+            .cloned()
     }
 
     pub(crate) fn remove_agent(&self, id: ActorId) {

@@ -136,7 +136,8 @@ impl<A: Agent, R> Future for Request<A, R> {
             if this.msg.is_none() {
                 return Poll::Ready(Err(CallError::Stopped));
             }
-            if crate::runner::current_agent() == Some(this.target.id()) {
+            let own = this.target.id();
+            if own.is_some() && crate::runner::current_agent() == own {
                 // The agent would wait for itself: fail now rather than deadlock.
                 this.msg = None;
                 return Poll::Ready(Err(CallError::CallingSelf));

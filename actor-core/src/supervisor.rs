@@ -157,7 +157,12 @@ impl Supervisor {
 
     /// Starts the supervisor and its children, in order.
     pub fn spawn(self, system: &System) -> SupervisorRef {
-        let shared = task::start(self, system, "root".to_owned(), None);
+        self.spawn_named(system, "root".to_owned())
+    }
+
+    /// Starts a root supervisor under a name of its own (pools).
+    pub(crate) fn spawn_named(self, system: &System, name: String) -> SupervisorRef {
+        let shared = task::start(self, system, name, None);
         system.inner().add_root_supervisor(Arc::downgrade(&shared));
         SupervisorRef { shared }
     }
@@ -210,6 +215,15 @@ impl SupervisorRef {
             .downcast_ref::<T>()
             .cloned()
             .ok_or_else(|| SupervisorError::WrongType(name.to_owned()))
+    }
+
+    /// The name of the child agent with this id.
+    pub(crate) fn child_name(&self, id: ActorId) -> Option<String> {
+        let st = self.shared.state.lock();
+        st.children
+            .iter()
+            .find(|c| c.ops.id() == Some(id))
+            .map(|c| c.name.clone())
     }
 
     /// The names of the current children, in start order.

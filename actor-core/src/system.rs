@@ -12,9 +12,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::cell::{self, AnyCell};
+use crate::group::{Broadcast, Groups};
 use crate::registry::Registry;
 use crate::supervisor::{SupShared, SupervisorRef, Tree};
-use crate::{ActorRef, Agent, RegistryError, StopReason};
+use crate::{ActorRef, Agent, RegistryError, Request, StopReason};
 
 /// A group of agents sharing a registry and a shutdown.
 ///
@@ -57,6 +58,7 @@ pub(crate) struct SystemInner {
     all_stopped: Notify,
     shutting_down: AtomicBool,
     pub(crate) registry: Registry,
+    pub(crate) groups: Groups,
     supervisors: Mutex<Vec<Weak<SupShared>>>,
 }
 
@@ -99,6 +101,7 @@ impl System {
                 all_stopped: Notify::new(),
                 shutting_down: AtomicBool::new(false),
                 registry: Registry::default(),
+                groups: Groups::default(),
                 supervisors: Mutex::new(Vec::new()),
             }),
         }
@@ -136,9 +139,44 @@ impl System {
         self.inner.registry.unregister(name)
     }
 
-    /// The agent registered under `name`, if it is alive and of type `A`.
+    /// The agent registered under `name`, if it is alive and of type `A`. An agent that
+    /// is stopping (its `#[on_stop]` runs) is no longer found.
     pub fn lookup<A: Agent>(&self, name: &str) -> Option<ActorRef<A>> {
         self.inner.registry.lookup(name)
+    }
+
+    /// Adds `agent` to the process group `group` (OTP's `pg`), creating the group on first
+    /// join; joining twice is the same as once. The agent leaves every group when it
+    /// stops. Fails when the agent has already stopped.
+    pub fn join<A: Agent>(&self, group: impl Into<String>, agent: &ActorRef<A>) -> Result<(), RegistryError> {
+        self.inner.groups.join(group.into(), agent)
+    }
+
+    /// Removes `agent` from `group`. Returns true when it was a member.
+    pub fn leave<A: Agent>(&self, group: &str, agent: &ActorRef<A>) -> bool {
+        self.inner.groups.leave(group, agent.id())
+    }
+
+    /// The live members of `group` that are agents of type `A`, in joining order.
+    pub fn members<A: Agent>(&self, group: &str) -> Vec<ActorRef<A>> {
+        self.inner.groups.members(group)
+    }
+
+    /// The names of the groups that have members, sorted.
+    pub fn groups(&self) -> Vec<String> {
+        self.inner.groups.names()
+    }
+
+    /// Casts a message to every member of `group` of type `A`: `make` builds each
+    /// member's request (`|w| w.reload()`). Like Erlang's send, it never waits: a
+    /// member whose mailbox is full does not get the message, and the returned
+    /// [`Broadcast`] counts it.
+    pub fn broadcast<A, R, F>(&self, group: &str, make: F) -> Broadcast
+    where
+        A: Agent,
+        F: FnMut(&ActorRef<A>) -> Request<A, R>,
+    {
+        self.inner.groups.broadcast(group, make)
     }
 
     /// How many agents are alive: spawned and not yet fully stopped, including agents
