@@ -119,7 +119,7 @@ struct State<M, P> {
     kill_pending: bool,
     /// How many messages the receiver took with its last batch (0 once it is idle):
     /// with the queue's length, how busy it is.
-    taken: usize,
+    taken: u32,
     rare: Option<Box<Rare>>,
     /// The task running the current instance, so that it can be killed.
     task: Option<AbortHandle>,
@@ -271,7 +271,7 @@ impl<M, P, H> Mailbox<M, P, H> {
             return Poll::Pending;
         }
         mem::swap(&mut st.queue, batch);
-        st.taken = batch.len();
+        st.taken = u32::try_from(batch.len()).unwrap_or(u32::MAX);
         let senders = st.rare.as_mut().map(|r| mem::take(&mut r.senders));
         drop(st);
         for w in senders.into_iter().flatten() {
@@ -367,7 +367,7 @@ impl<M, P, H> Mailbox<M, P, H> {
     /// through (all of them until it comes back for more).
     pub(crate) fn load(&self) -> usize {
         let st = self.state.lock();
-        st.queue.len() + st.taken
+        st.queue.len() + st.taken as usize
     }
 
     /// Marks the agent as fully stopped, wakes whoever waits for that and returns the
