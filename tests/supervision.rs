@@ -709,3 +709,37 @@ async fn concurrent_crashes_and_calls_never_hang_under_any_strategy() {
         assert_eq!(system.agent_count(), 0, "{strategy:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tree_counts_and_shows_every_agent_it_claims() {
+    let system = System::new();
+    let kit = Kit::default();
+    let _sup = Supervisor::new(Strategy::OneForOne)
+        .child(kit.spec("a"))
+        .spawn(&system);
+    let idle = system.spawn(Counter);
+    idle.nothing().await.unwrap();
+    let fresh = system.spawn(Counter);
+    let tree = system.tree();
+    let text = tree.to_string();
+    assert_eq!((tree.agents(), tree.unsupervised()), (3, 2), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "system (3 agents, 2 unsupervised)", "{text}");
+    assert_eq!(lines[1], "├── supervisor root (one_for_one)", "{text}");
+    assert_eq!(lines[3], "└── unsupervised", "{text}");
+    assert_eq!(lines[4], format!("    ├── Counter {} idle", idle.id()), "{text}");
+    assert_eq!(
+        lines[5],
+        format!("    └── Counter {} not started", fresh.id()),
+        "{text}"
+    );
+
+    // Past 20, the rest are counted, not listed.
+    for _ in 0..25 {
+        let _ = system.spawn(Counter);
+    }
+    let text = system.tree().to_string();
+    assert!(text.starts_with("system (28 agents, 27 unsupervised)"), "{text}");
+    assert!(text.ends_with("    └── … and 7 more\n"), "{text}");
+    system.shutdown().await;
+}

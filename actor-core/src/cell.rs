@@ -65,6 +65,10 @@ pub(crate) trait AnyCell: Send + Sync {
     fn id(&self) -> ActorId;
     /// The agent's type name without its module path.
     fn type_name(&self) -> &'static str;
+    /// True when a supervisor owns this agent.
+    fn is_supervised(&self) -> bool;
+    /// A word for its state (`running`, `idle`, `not started`, `stopping`).
+    fn status(&self) -> &'static str;
 }
 
 impl<A: Agent> Cell<A> {
@@ -279,6 +283,14 @@ impl<A: Agent> AnyCell for Cell<A> {
 
     fn type_name(&self) -> &'static str {
         crate::actor_ref::short_type_name::<A>()
+    }
+
+    fn is_supervised(&self) -> bool {
+        self.h().supervised.is_some()
+    }
+
+    fn status(&self) -> &'static str {
+        self.mailbox.status()
     }
 }
 

@@ -363,6 +363,18 @@ impl<M, P, H> Mailbox<M, P, H> {
         self.state.lock().closed
     }
 
+    /// A word for the receiver's state, for people (`system.tree()`).
+    pub(crate) fn status(&self) -> &'static str {
+        let st = self.state.lock();
+        match (&st.rx, st.closed, st.terminated) {
+            (_, _, true) => "stopped",
+            (_, true, false) => "stopping",
+            (Rx::Parked(_), ..) => "not started",
+            (Rx::Waiting(_), ..) if st.queue.is_empty() => "idle",
+            _ => "running",
+        }
+    }
+
     /// How busy the receiver is: messages queued plus those of the batch it is working
     /// through (all of them until it comes back for more).
     pub(crate) fn load(&self) -> usize {

@@ -186,10 +186,19 @@ impl System {
         self.inner.live.load(Ordering::Acquire)
     }
 
-    /// The supervision trees of this system, printable with `{}`.
+    /// A snapshot of every agent of this system, printable with `{}`: the supervision
+    /// trees (pools included), then the agents no supervisor owns (the first 20 of them
+    /// by name, then a count of the rest).
     pub fn tree(&self) -> Tree {
         let roots: Vec<Arc<SupShared>> = self.inner.root_supervisors();
-        Tree::new(self.agent_count(), &roots)
+        let unsupervised: Vec<(String, &'static str)> = self
+            .inner
+            .live_cells()
+            .iter()
+            .filter(|c| !c.is_supervised())
+            .map(|c| (format!("{} {}", c.type_name(), c.id()), c.status()))
+            .collect();
+        Tree::new(self.agent_count(), &roots, unsupervised)
     }
 
     /// Stops every agent and waits until all have stopped and run their `#[on_stop]`
