@@ -54,8 +54,8 @@ impl Fragile {
 
 #[tokio::main]
 async fn main() -> troupe::Result<()> {
-    std::panic::set_hook(Box::new(|_| {})); // the crashes below are on purpose
-                                            // ANCHOR: main
+    let _quiet = troupe::quiet_agent_panics(); // the crash below is on purpose
+                                               // ANCHOR: main
     let system = System::new();
     let dog = system.spawn(Watchdog::default());
 
@@ -63,20 +63,21 @@ async fn main() -> troupe::Result<()> {
     let a = system.spawn(Fragile);
     dog.watch(a.clone()).await?;
     a.stop_gracefully();
+    // Once `stopped()` resolves, the notice is in the watchdog's mailbox, and notices
+    // are handled before the messages queued after them: `downs()` sees it.
     a.stopped().await;
+    println!("   notices so far: {}", dog.downs().await?);
 
     println!("2. link to an agent that crashes, trapping exits");
     let b = system.spawn(Fragile);
     dog.guard(b.clone()).await?;
     let _ = b.break_now().await;
     b.stopped().await;
+    println!("   notices so far: {}", dog.downs().await?);
 
     println!("3. monitor an agent that is already gone: the notice comes at once");
     dog.watch(a.clone()).await?;
-
-    // Notices are signals; a call after them sees them handled.
-    tokio::task::yield_now().await;
-    println!("   notices received: {}", dog.downs().await?);
+    println!("   notices so far: {}", dog.downs().await?);
     system.shutdown().await;
     // ANCHOR_END: main
     Ok(())

@@ -301,3 +301,25 @@ async fn a_trapping_agent_sees_normal_stops_of_linked_agents_too() {
     );
     within("shutdown", system.shutdown()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_stopped_resolves_the_monitors_notice_is_already_queued() {
+    let system = System::new();
+    let seen = Seen::default();
+    let watcher = system.spawn(Ticker {
+        seen: seen.clone(),
+        on_stop_timer: true,
+    });
+    for _ in 0..20 {
+        let watched = system.spawn(Child);
+        watcher.watch(watched.clone()).await.unwrap();
+        watched.stop_gracefully();
+        watched.stopped().await;
+        // No sleep: the notice was delivered before `stopped()` resolved, and notices
+        // are handled before the messages behind them.
+        watcher.ping().await.unwrap();
+        let got = seen.downs.lock().iter().any(|d| d.id == watched.id());
+        assert!(got, "no notice for {} yet", watched.id());
+    }
+    within("shutdown", system.shutdown()).await;
+}

@@ -253,6 +253,7 @@ impl<A: Agent> Cell<A> {
         let watchers = self.mailbox.terminate(reason);
         link::notify(self.h().id, reason, watchers);
         self.h().system.agent_exited(self.h().slot);
+        self.mailbox.release_waiters();
     }
 }
 

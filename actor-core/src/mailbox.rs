@@ -115,6 +115,8 @@ struct State<M, P> {
     rx: Rx<P>,
     closed: bool,
     terminated: bool,
+    /// Everyone was told: `stopped()` resolves from here on.
+    gone: bool,
     /// A kill arrived while the task was being started: abort it once known.
     kill_pending: bool,
     /// How many messages the receiver took with its last batch (0 once it is idle):
@@ -169,6 +171,7 @@ impl<M, P, H> Mailbox<M, P, H> {
                 task: None,
                 closed: false,
                 terminated: false,
+                gone: false,
                 kill_pending: false,
                 taken: 0,
             }),
@@ -382,21 +385,27 @@ impl<M, P, H> Mailbox<M, P, H> {
         st.queue.len() + st.taken as usize
     }
 
-    /// Marks the agent as fully stopped, wakes whoever waits for that and returns the
-    /// watchers (monitors and remaining links) to notify.
+    /// Marks the agent as fully stopped and returns the watchers (monitors and remaining
+    /// links) to notify; [`release_waiters`](Self::release_waiters) comes after.
     pub(crate) fn terminate(&self, reason: &StopReason) -> Vec<Watch> {
         let mut st = self.state.lock();
         st.terminated = true;
         st.task = None;
         let rare = st.rare.get_or_insert_with(Box::default);
         rare.final_reason = Some(reason.clone());
-        let waiters = mem::take(&mut rare.stop_waiters);
-        let watchers = mem::take(&mut rare.watchers);
+        mem::take(&mut rare.watchers)
+    }
+
+    /// Wakes whoever waits for the end, once the watchers were told: when `stopped()`
+    /// resolves, every monitor's notice is already in its mailbox.
+    pub(crate) fn release_waiters(&self) {
+        let mut st = self.state.lock();
+        st.gone = true;
+        let waiters = st.rare.as_mut().map(|r| mem::take(&mut r.stop_waiters));
         drop(st);
-        for w in waiters {
+        for w in waiters.into_iter().flatten() {
             w.wake();
         }
-        watchers
     }
 
     /// Adds a watcher. When the agent already stopped for good, returns the final reason
@@ -432,7 +441,7 @@ impl<M, P, H> Mailbox<M, P, H> {
 
     pub(crate) fn poll_terminated(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.state.lock();
-        if st.terminated {
+        if st.gone {
             return Poll::Ready(());
         }
         push_waker(
@@ -561,6 +570,7 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!mb.is_terminated());
         assert!(mb.terminate(&StopReason::Normal).is_empty());
+        mb.release_waiters();
         waiter.await.unwrap();
         assert!(mb.is_terminated());
         let late = Watch {
