@@ -46,7 +46,8 @@ pub trait Agent: Sized + Send + 'static {
     }
 
     /// Receives a [`Down`](crate::Down) notice (`#[on_down]`): a monitored agent stopped,
-    /// or a linked one crashed while this agent traps exits.
+    /// or a linked one exited while this agent traps exits. A panic here is a crash, as
+    /// in a handler.
     fn on_down(&mut self, down: crate::Down, ctx: &mut Context<Self>) -> impl Future<Output = ()> + Send {
         let _ = (down, ctx);
         async {}

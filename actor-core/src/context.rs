@@ -66,9 +66,11 @@ impl<A: Agent> Context<A> {
         self.trap_exits
     }
 
-    /// When `trap` is true, the crash of a linked agent arrives as a [`Down`](crate::Down)
-    /// notice (with `linked: true`) at the `#[on_down]` hook instead of stopping this
-    /// agent. Reset when the agent restarts.
+    /// When `trap` is true, every exit of a linked agent arrives as a
+    /// [`Down`](crate::Down) notice (with `linked: true`) at the `#[on_down]` hook
+    /// instead of stopping this agent: crashes, and (as in Erlang) normal stops too,
+    /// with [`StopReason::Normal`]. Without trapping, only abnormal exits stop this agent
+    /// and normal ones are not reported. Reset when the agent restarts.
     pub fn trap_exits(&mut self, trap: bool) {
         self.trap_exits = trap;
     }
@@ -108,7 +110,8 @@ impl<A: Agent> Context<A> {
 
     /// Monitors `other`: exactly one [`Down`](crate::Down) notice arrives at the
     /// `#[on_down]` hook when it stops for good, at once if it already has. A supervised
-    /// agent being restarted is not down.
+    /// agent being restarted is not down. The monitor belongs to this agent, not to its
+    /// current instance: if this agent is restarted, the new instance gets the notice.
     pub fn monitor<B: Agent>(&mut self, other: &ActorRef<B>) {
         let me = self.cell().clone();
         let watch = Watch {
@@ -164,8 +167,10 @@ impl<A: Agent> Context<A> {
         self.stop.take().map(|r| *r)
     }
 
-    /// Starts a child agent. Children are stopped (and their `#[on_stop]` hooks run)
-    /// before this agent's own `#[on_stop]` runs.
+    /// Starts a child agent. Children are stopped, with [`StopReason::Shutdown`]
+    /// whatever this agent's own reason, and their `#[on_stop]` hooks run, before this
+    /// agent's own `#[on_stop]` runs. They are not linked to this agent: a child's crash
+    /// does not stop it, and it is not told unless it monitors or links the child.
     pub fn spawn<B: Agent>(&mut self, agent: B) -> ActorRef<B> {
         let child = cell::spawn(&self.system, agent);
         let extras = self.extras.get_or_insert_with(Box::default);

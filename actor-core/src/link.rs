@@ -3,12 +3,14 @@
 //! - A **monitor** (`ctx.monitor(&other)`) delivers exactly one [`Down`] notice to the
 //!   `#[on_down]` hook when `other` stops for good (its reference no longer works),
 //!   also when it was already gone at the time of the call. A supervised agent that is
-//!   restarted is not down: its reference keeps working.
+//!   restarted is not down: its reference keeps working. Monitors belong to the
+//!   watching agent: a restarted watcher still gets the notice.
 //! - A **link** (`ctx.link(&other)`) ties two running instances together: when either
-//!   instance ends abnormally (a panic, an error, or its own linked partner's crash), the
-//!   other stops with [`StopReason::Linked`] — unless it traps exits
-//!   (`ctx.trap_exits(true)`), in which case the crash arrives as a [`Down`] notice with
-//!   `linked: true`. Links belong to instances: a restarted agent starts unlinked.
+//!   instance ends abnormally (a panic, an error, a kill, or its own linked partner's
+//!   crash), the other stops with [`StopReason::Linked`] — unless it traps exits
+//!   (`ctx.trap_exits(true)`), in which case every exit of the partner, normal ones
+//!   included (as in Erlang), arrives as a [`Down`] notice with `linked: true`. Links
+//!   belong to instances: a restarted agent starts unlinked.
 
 use std::sync::Weak;
 

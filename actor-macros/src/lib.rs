@@ -27,7 +27,9 @@ pub fn agent(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Marks a method of an `#[agent]` impl block as a message handler.
 ///
 /// Handlers take `&self` or `&mut self`, may be `async`, may take a
-/// `&mut Context<Self>` parameter, and return any `Send + 'static` value.
+/// `&mut Context<Self>` parameter, and return any `Send + 'static` value. A handler
+/// that takes a `Reply<T>` parameter returns nothing and answers through it, when it
+/// likes; callers still get a `T`.
 #[proc_macro_attribute]
 pub fn handle(attr: TokenStream, item: TokenStream) -> TokenStream {
     agent::misplaced(symbol::HANDLE, attr.into(), item.into()).into()
@@ -40,7 +42,8 @@ pub fn on_start(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Marks the method of an `#[agent]` impl block that receives `Down` notices: a
-/// monitored agent stopped, or a linked one crashed while this agent traps exits.
+/// monitored agent stopped, or a linked one exited (crash or normal stop) while this agent
+/// traps exits.
 #[proc_macro_attribute]
 pub fn on_down(attr: TokenStream, item: TokenStream) -> TokenStream {
     agent::misplaced(symbol::ON_DOWN, attr.into(), item.into()).into()

@@ -7,8 +7,9 @@ use std::time::Duration;
 ///
 /// The n-th restart of a child within the intensity period waits `min * 2^(n-1)`, at
 /// most `max`, minus a random part of up to `jitter` of it (default 10%), so that many
-/// children failing together do not restart in lockstep. With `jitter(0.0)` (or a fixed
-/// `seed`) the delays are exact, which tests under paused tokio time rely on.
+/// children failing together do not restart in lockstep. With `jitter(0.0)` the delays
+/// are exact, which tests under paused tokio time rely on; with a fixed `seed` they are
+/// still jittered, but the same on every run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backoff {
     min: Duration,
@@ -40,7 +41,8 @@ impl Backoff {
         self
     }
 
-    /// Makes the jitter reproducible.
+    /// Makes the jitter reproducible: the same seed gives the same delays on every run
+    /// (they are still jittered; `jitter(0.0)` makes them exact).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
