@@ -47,8 +47,8 @@
 
 #[doc(inline)]
 pub use actor_core::{
-    quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, ChildSpec, Context, Down,
-    Error, EventKind, Options, Pool, PoolBuilder, QuietPanics, RegistryError, Reply, Request, Restart,
+    quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, Cast, ChildSpec, Context,
+    Down, Error, EventKind, Options, Pool, PoolBuilder, QuietPanics, RegistryError, Reply, Request, Restart,
     Result, Routing, SendError, StopReason, Strategy, SupervisionEvent, Supervisor, SupervisorError,
     SupervisorEvents, SupervisorRef, System, TimerHandle, Tree, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
 };

@@ -1,6 +1,7 @@
 //! [`ActorRef`], the handle to an agent, and the raw reference the typed client wraps.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
@@ -117,16 +118,21 @@ impl<A: Agent> RawRef<A> {
 }
 
 thread_local! {
-    /// One spare reference count per thread: the target of the last request this thread
-    /// finished with. A sender that keeps sending to the same agent takes it back for its
-    /// next request instead of incrementing and decrementing the agent's shared count for
-    /// every request (two atomic read-modify-writes: half the cost of a cast). It keeps at
-    /// most one agent's cell allocated a little longer per thread.
-    static SPARE: std::cell::Cell<Option<Arc<dyn Any + Send + Sync>>> = const { std::cell::Cell::new(None) };
+    /// Spare reference counts of one agent per thread: those of the last agent this
+    /// thread finished requests to. A sender that keeps sending to the same agent takes
+    /// one back for its next request instead of incrementing and decrementing the
+    /// agent's shared count for every request (two atomic read-modify-writes, contended
+    /// when several threads send to one agent). Several are kept so that requests
+    /// waiting for mailbox room do not empty it. A thread keeps at most `SPARES` counts
+    /// of one agent, which may keep that agent's cell allocated a little longer.
+    static SPARE: RefCell<Vec<Arc<dyn Any + Send + Sync>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How many counts of its last target a thread keeps.
+const SPARES: usize = 32;
+
 /// The reference a request holds: a counted reference to its target, taken from (and
-/// given back to) this thread's spare when it can.
+/// given back to) this thread's spares when it can.
 pub(crate) struct Lease<A: Agent>(Option<RawRef<A>>);
 
 impl<A: Agent> Lease<A> {
@@ -138,22 +144,30 @@ impl<A: Agent> Lease<A> {
         }
     }
 
-    /// This thread's spare count, when it is for `raw`'s agent.
+    /// One of this thread's spare counts, when they are for `raw`'s agent.
     #[inline]
     fn from_spare(raw: &RawRef<A>) -> Option<Self> {
         let Target::Local(cell) = &raw.target else {
             return None;
         };
-        let spare = SPARE.try_with(std::cell::Cell::take).ok().flatten()?;
-        if std::ptr::addr_eq(Arc::as_ptr(&spare), Arc::as_ptr(cell)) {
-            if let Ok(cell) = spare.downcast::<Cell<A>>() {
-                return Some(Lease(Some(RawRef::local(cell))));
-            }
-            return None;
-        }
-        // Another agent's: keep it for later.
-        let _ = SPARE.try_with(|s| s.set(Some(spare)));
-        None
+        let spare = SPARE
+            .try_with(|s| {
+                let mut s = s.try_borrow_mut().ok()?;
+                let same = s
+                    .last()
+                    .is_some_and(|a| std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(cell)));
+                if same {
+                    s.pop()
+                } else {
+                    None
+                }
+            })
+            .ok()
+            .flatten()?;
+        spare
+            .downcast::<Cell<A>>()
+            .ok()
+            .map(|cell| Lease(Some(RawRef::local(cell))))
     }
 }
 
@@ -179,8 +193,25 @@ impl<A: Agent> Drop for Lease<A> {
             return;
         };
         let any: Arc<dyn Any + Send + Sync> = cell;
-        // The previous spare (if any) is dropped here, after the slot was updated.
-        let _previous = SPARE.try_with(|s| s.replace(Some(any)));
+        // Counts that cannot be kept are dropped after the borrow ends (dropping a cell
+        // may run an agent's `Drop`, which may send).
+        let _leftover = SPARE.try_with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return vec![any];
+            };
+            let same = s
+                .first()
+                .is_none_or(|a| std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(&any)));
+            if !same {
+                return std::mem::replace(&mut *s, vec![any]);
+            }
+            if s.len() < SPARES {
+                s.push(any);
+                Vec::new()
+            } else {
+                vec![any]
+            }
+        });
     }
 }
 

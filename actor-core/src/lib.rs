@@ -31,7 +31,7 @@ pub use link::Down;
 pub use panic::{quiet_agent_panics, QuietPanics};
 pub use pool::{Pool, PoolBuilder, Routing};
 pub use reply::Reply;
-pub use request::Request;
+pub use request::{Cast, Request};
 pub use supervisor::{
     Backoff, ChildSpec, EventKind, Restart, Strategy, SupervisionEvent, Supervisor, SupervisorError,
     SupervisorEvents, SupervisorRef, Tree,

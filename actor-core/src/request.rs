@@ -33,12 +33,17 @@ pub struct Request<A: Agent, R> {
     target: Lease<A>,
     /// The message until it is enqueued.
     msg: Option<A::Msg>,
-    /// The reply slot of a call that started but could not be enqueued yet.
-    tx: Option<ReplyTx<A>>,
-    /// Where the reply arrives, once the call started.
-    rx: Option<oneshot::Receiver<Result<A::Reply, CallError>>>,
     extract: fn(A::Reply) -> Option<R>,
     timeout: Option<Duration>,
+    /// The call's state once it was first polled (nothing to drop for a cast).
+    call: Option<Call<A>>,
+}
+
+/// A started call.
+struct Call<A: Agent> {
+    /// The reply slot, until the message is enqueued with it.
+    tx: Option<ReplyTx<A>>,
+    rx: oneshot::Receiver<Result<A::Reply, CallError>>,
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
@@ -53,11 +58,9 @@ impl<A: Agent, R> Request<A, R> {
         Request {
             target: Lease::new(target),
             msg: Some(msg),
-            tx: None,
-            rx: None,
             extract,
             timeout: None,
-            deadline: None,
+            call: None,
         }
     }
 
@@ -76,26 +79,12 @@ impl<A: Agent, R> Request<A, R> {
     /// Enqueues the message without waiting for it to be handled. Waits while the mailbox
     /// is full (at most the timeout, if one was set).
     #[inline]
-    pub async fn cast(self) -> Result<(), SendError<A::Msg>> {
-        let Request {
-            target, msg, timeout, ..
-        } = self;
-        let send = CastFuture {
-            target: &target,
-            pending: msg.map(|msg| Envelope { msg, reply: None }),
-        };
-        match timeout {
-            None => send.await,
-            Some(d) => {
-                let mut send = std::pin::pin!(send);
-                match tokio::time::timeout(d, send.as_mut()).await {
-                    Ok(r) => r,
-                    Err(_) => match send.take_message() {
-                        Some(msg) => Err(SendError::Full(msg)),
-                        None => Ok(()),
-                    },
-                }
-            }
+    pub fn cast(self) -> Cast<A> {
+        Cast {
+            pending: self.msg.map(|msg| Envelope { msg, reply: None }),
+            target: self.target,
+            timeout: self.timeout,
+            deadline: None,
         }
     }
 
@@ -115,15 +104,6 @@ impl<A: Agent, R> Request<A, R> {
                 }
             })
     }
-
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<Result<R, CallError>> {
-        if let Some(sleep) = &mut self.deadline {
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(CallError::Timeout));
-            }
-        }
-        Poll::Pending
-    }
 }
 
 /// Polling a request makes the call: resolves to the handler's return value.
@@ -132,7 +112,7 @@ impl<A: Agent, R> Future for Request<A, R> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        if this.rx.is_none() {
+        if this.call.is_none() {
             if this.msg.is_none() {
                 return Poll::Ready(Err(CallError::Stopped));
             }
@@ -143,16 +123,19 @@ impl<A: Agent, R> Future for Request<A, R> {
                 return Poll::Ready(Err(CallError::CallingSelf));
             }
             let (tx, rx) = oneshot::channel();
-            this.tx = Some(tx);
-            this.rx = Some(rx);
-            if let Some(d) = this.timeout.take() {
-                this.deadline = Some(Box::pin(tokio::time::sleep(d)));
-            }
+            this.call = Some(Call {
+                tx: Some(tx),
+                rx,
+                deadline: this.timeout.take().map(|d| Box::pin(tokio::time::sleep(d))),
+            });
         }
+        let Some(call) = &mut this.call else {
+            return Poll::Ready(Err(CallError::Stopped));
+        };
         if let Some(msg) = this.msg.take() {
             let mut slot = Some(Envelope {
                 msg,
-                reply: this.tx.take(),
+                reply: call.tx.take(),
             });
             match this.target.poll_push(cx, &mut slot) {
                 Poll::Ready(Ok(())) => {}
@@ -161,21 +144,29 @@ impl<A: Agent, R> Future for Request<A, R> {
                     // The mailbox is full: keep the message for the next try.
                     if let Some(env) = slot {
                         this.msg = Some(env.msg);
-                        this.tx = env.reply;
+                        call.tx = env.reply;
                     }
-                    return this.poll_deadline(cx);
+                    return call.poll_deadline(cx);
                 }
             }
         }
-        let Some(rx) = &mut this.rx else {
-            return Poll::Ready(Err(CallError::Stopped));
-        };
-        match Pin::new(rx).poll(cx) {
+        match Pin::new(&mut call.rx).poll(cx) {
             Poll::Ready(Ok(Ok(reply))) => Poll::Ready((this.extract)(reply).ok_or(CallError::BadReply)),
             Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
             Poll::Ready(Err(_dropped)) => Poll::Ready(Err(CallError::Stopped)),
-            Poll::Pending => this.poll_deadline(cx),
+            Poll::Pending => call.poll_deadline(cx),
         }
+    }
+}
+
+impl<A: Agent> Call<A> {
+    fn poll_deadline<T>(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
+        if let Some(sleep) = &mut self.deadline {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(CallError::Timeout));
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -189,20 +180,62 @@ impl<A: Agent, R> fmt::Debug for Request<A, R> {
     }
 }
 
-/// A cast in progress; keeps the message until it is enqueued.
+/// A cast on its way into a mailbox (from [`Request::cast`]): resolves once the message
+/// is enqueued, or gives it back in the error.
+#[must_use = "futures do nothing unless polled"]
+pub struct Cast<A: Agent> {
+    target: Lease<A>,
+    pending: Option<Envelope<A>>,
+    timeout: Option<Duration>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl<A: Agent> Unpin for Cast<A> {}
+
+impl<A: Agent> Future for Cast<A> {
+    type Output = Result<(), SendError<A::Msg>>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        match this.target.poll_push(cx, &mut this.pending) {
+            Poll::Ready(r) => Poll::Ready(r.map_err(|env| SendError::Closed(env.msg))),
+            Poll::Pending => {
+                // Full mailbox: wait for room, at most the timeout.
+                if let Some(d) = this.timeout.take() {
+                    this.deadline = Some(Box::pin(tokio::time::sleep(d)));
+                }
+                if let Some(sleep) = &mut this.deadline {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        if let Some(env) = this.pending.take() {
+                            return Poll::Ready(Err(SendError::Full(env.msg)));
+                        }
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<A: Agent> fmt::Debug for Cast<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cast")
+            .field("target", &*self.target)
+            .field("sent", &self.pending.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cast in progress from a borrowed reference (timers); keeps the message until it is
+/// enqueued.
 struct CastFuture<'a, A: Agent> {
     target: &'a RawRef<A>,
     pending: Option<Envelope<A>>,
 }
 
 impl<A: Agent> Unpin for CastFuture<'_, A> {}
-
-impl<A: Agent> CastFuture<'_, A> {
-    /// The message if it was not enqueued yet.
-    fn take_message(self: Pin<&mut Self>) -> Option<A::Msg> {
-        self.get_mut().pending.take().map(|env| env.msg)
-    }
-}
 
 impl<A: Agent> Future for CastFuture<'_, A> {
     type Output = Result<(), SendError<A::Msg>>;
@@ -215,16 +248,12 @@ impl<A: Agent> Future for CastFuture<'_, A> {
     }
 }
 
-fn cast_raw<A: Agent>(target: &RawRef<A>, msg: A::Msg) -> CastFuture<'_, A> {
-    CastFuture {
-        target,
-        pending: Some(Envelope { msg, reply: None }),
-    }
-}
-
 /// Casts a message value to an agent (used by timers).
 pub(crate) async fn cast_msg<A: Agent>(target: &ActorRef<A>, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
     let raw = std::ops::Deref::deref(target).troupe_raw();
-    let mut fut = cast_raw(raw, msg);
+    let mut fut = CastFuture {
+        target: raw,
+        pending: Some(Envelope { msg, reply: None }),
+    };
     poll_fn(|cx| Pin::new(&mut fut).poll(cx)).await
 }
