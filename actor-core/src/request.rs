@@ -80,10 +80,20 @@ impl<A: Agent, R> Request<A, R> {
     /// is full (at most the timeout, if one was set).
     #[inline]
     pub fn cast(self) -> Cast<A> {
+        let Request {
+            target,
+            msg,
+            timeout,
+            call,
+            ..
+        } = self;
+        if let Some(call) = call {
+            drop_started(call);
+        }
         Cast {
-            pending: self.msg.map(|msg| Envelope { msg, reply: None }),
-            target: self.target,
-            timeout: self.timeout,
+            pending: msg.map(|msg| Envelope { msg, reply: None }),
+            target,
+            timeout,
             deadline: None,
         }
     }
@@ -157,6 +167,13 @@ impl<A: Agent, R> Future for Request<A, R> {
             Poll::Pending => call.poll_deadline(cx),
         }
     }
+}
+
+/// A request polled as a call, then cast: rare, kept off the casts' hot path.
+#[cold]
+#[inline(never)]
+fn drop_started<A: Agent>(call: Call<A>) {
+    drop(call);
 }
 
 impl<A: Agent> Call<A> {
