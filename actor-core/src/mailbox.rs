@@ -259,18 +259,20 @@ impl<M, P, H> Mailbox<M, P, H> {
                 Rx::Waiting(w) if w.will_wake(cx.waker()) => {}
                 rx => *rx = Rx::Waiting(cx.waker().clone()),
             }
-            // Going idle: keep one small buffer for the next message and free the rest,
-            // so an idle agent holds at most one small allocation for its queue.
-            let spare = if st.queue.capacity() == 0 {
+            // Going idle. The queue's buffer and the agent's (empty) batch buffer swap
+            // places at every batch; keep both while they are small, so an agent that
+            // goes idle between bursts reuses them instead of freeing one and regrowing
+            // it from nothing each time. Buffers larger than `IDLE_KEEP` are freed. The
+            // queue gets the batch's buffer when it has none, ready for the next message.
+            if st.queue.capacity() == 0 {
                 mem::swap(&mut st.queue, batch);
-                None
-            } else if st.queue.capacity() > IDLE_KEEP {
-                Some(mem::replace(&mut st.queue, mem::take(batch)))
-            } else {
-                Some(mem::take(batch))
-            };
+            }
+            let spare = (st.queue.capacity() > IDLE_KEEP).then(|| mem::take(&mut st.queue));
             drop(st);
             drop(spare);
+            if batch.capacity() > IDLE_KEEP {
+                *batch = VecDeque::new();
+            }
             return Poll::Pending;
         }
         mem::swap(&mut st.queue, batch);
