@@ -50,7 +50,8 @@ pub use actor_core::{
     quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, Cast, ChildSpec, Context,
     Down, Error, EventKind, Options, Pool, PoolBuilder, QuietPanics, RegistryError, Reply, Request, Restart,
     Result, Routing, SendError, StopReason, Strategy, SupervisionEvent, Supervisor, SupervisorError,
-    SupervisorEvents, SupervisorRef, System, TimerHandle, Tree, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
+    SupervisorEvents, SupervisorRef, System, TimerHandle, Tree, DEFAULT_HIBERNATE_AFTER, DEFAULT_MAILBOX,
+    DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};

@@ -12,7 +12,7 @@ use std::task::{Context as TaskContext, Poll};
 use tokio::sync::oneshot;
 
 use crate::link::{self, Watch};
-use crate::mailbox::{Kill, Mailbox, Signal, Wake};
+use crate::mailbox::{Kill, Mailbox, Signal, Sweep, Wake};
 use crate::runner;
 use crate::supervisor::{Decision, SupShared};
 use crate::system::SystemInner;
@@ -31,14 +31,28 @@ pub(crate) struct Envelope<A: Agent> {
 /// cold fields (see [`Mailbox`] for why).
 pub(crate) struct Cell<A: Agent> {
     /// Until the first delivery, the agent itself is parked in the mailbox.
-    mailbox: Mailbox<Envelope<A>, A, Header<A>>,
+    mailbox: Mailbox<Envelope<A>, Parked<A>, Header<A>>,
+}
+
+/// An agent without a task, waiting in its mailbox for a delivery to start one: never
+/// started yet, or hibernating (`resume` then says how to continue the same instance).
+pub(crate) struct Parked<A> {
+    pub(crate) agent: A,
+    pub(crate) resume: Option<Resume>,
+}
+
+/// What a hibernating instance needs to continue where it stopped (its context is
+/// otherwise rebuilt: it had no timers and no children when it hibernated).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resume {
+    pub(crate) trap_exits: bool,
 }
 
 /// What a cell knows about its agent besides the mailbox; read rarely.
 pub(crate) struct Header<A: Agent> {
     system: Arc<SystemInner>,
     id: ActorId,
-    slot: usize,
+    slot: u32,
     /// Set when a supervisor owns this agent.
     supervised: Option<Box<Supervised<A>>>,
     /// Counts instances: links belong to the instance that made them.
@@ -46,6 +60,9 @@ pub(crate) struct Header<A: Agent> {
     /// Registered under a name or in a group at some point: remove it from both when it
     /// stops.
     registered: AtomicBool,
+    /// Its entry in the system's list of agents with a task, which the hibernation
+    /// sweep watches (`hibernate::NOT_WATCHED`: none).
+    watch_slot: AtomicU32,
 }
 
 /// How a supervised agent is rebuilt and whom it reports to.
@@ -67,17 +84,23 @@ pub(crate) trait AnyCell: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// True when a supervisor owns this agent.
     fn is_supervised(&self) -> bool;
-    /// A word for its state (`running`, `idle`, `not started`, `stopping`).
+    /// A word for its state (`running`, `idle`, `hibernating`, `not started`, `stopping`).
     fn status(&self) -> &'static str;
+    /// One hibernation sweep of this agent; false once it needs no more watching.
+    fn sweep(self: Arc<Self>) -> bool;
+    /// True while it has a task.
+    fn has_task(&self) -> bool;
+    /// Its entry in the hibernation watch list.
+    fn watch_slot(&self) -> &AtomicU32;
 }
 
 impl<A: Agent> Cell<A> {
     pub(crate) fn build(
         id: ActorId,
-        slot: usize,
+        slot: u32,
         capacity: usize,
         system: Arc<SystemInner>,
-        parked: Option<A>,
+        parked: Option<Parked<A>>,
         supervised: Option<Box<Supervised<A>>>,
     ) -> Self {
         let header = Header {
@@ -87,6 +110,7 @@ impl<A: Agent> Cell<A> {
             supervised,
             generation: AtomicU32::new(0),
             registered: AtomicBool::new(false),
+            watch_slot: AtomicU32::new(crate::hibernate::NOT_WATCHED),
         };
         Cell {
             mailbox: Mailbox::new(capacity, parked, header),
@@ -105,7 +129,7 @@ impl<A: Agent> Cell<A> {
         self.h().generation.load(Ordering::Acquire)
     }
 
-    pub(crate) fn mailbox(&self) -> &Mailbox<Envelope<A>, A, Header<A>> {
+    pub(crate) fn mailbox(&self) -> &Mailbox<Envelope<A>, Parked<A>, Header<A>> {
         &self.mailbox
     }
 
@@ -125,17 +149,27 @@ impl<A: Agent> Cell<A> {
         self.mailbox.watch(watch)
     }
 
-    /// Starts an instance of the agent as a task over this cell.
-    pub(crate) fn start(self: &Arc<Self>, agent: A) {
-        let myself = ActorRef::from_raw(crate::RawRef::local(self.clone()));
-        let ctx = Context::new(myself, crate::System::from_inner(self.h().system.clone()));
-        let task = runner::in_agent(self.h().id, runner::run(runner::Task::new(agent, ctx)));
+    /// Starts (or resumes) an instance of the agent as a task over this cell.
+    pub(crate) fn start(self: &Arc<Self>, parked: Parked<A>) {
+        let task = runner::in_agent(self.h().id, runner::run(self.task(parked)));
         if let Some(task) = self.h().system.start(task) {
             self.mailbox.set_task(task.abort_handle());
         }
+        if self.h().watch_slot.load(Ordering::Acquire) == crate::hibernate::NOT_WATCHED {
+            let me: Arc<dyn AnyCell> = self.clone();
+            let system = &self.h().system;
+            system.idle.watch(system, &me, &self.h().watch_slot);
+        }
     }
 
-    fn wake(self: &Arc<Self>, wake: Wake<A>) {
+    /// The state of a task that runs `parked` over this cell.
+    fn task(self: &Arc<Self>, parked: Parked<A>) -> runner::Task<A> {
+        let myself = ActorRef::from_raw(crate::RawRef::local(self.clone()));
+        let ctx = Context::new(myself, crate::System::from_inner(self.h().system.clone()));
+        runner::Task::new(parked, ctx)
+    }
+
+    fn wake(self: &Arc<Self>, wake: Wake<Parked<A>>) {
         match wake {
             Wake::Nothing => {}
             Wake::Task(w) => w.wake(),
@@ -180,18 +214,30 @@ impl<A: Agent> Cell<A> {
 
     /// Ends the running instance at once: its task is aborted wherever it waits, and
     /// the task's clean-up (`runner::Task`'s `Drop`) ends the instance as
-    /// [`StopReason::Killed`]. An agent that never started is stopped for good here.
-    /// False when the agent had already stopped for good.
+    /// [`StopReason::Killed`]. An agent without a task (not started, or hibernating)
+    /// goes through the same clean-up at once. False when the agent had already stopped
+    /// for good.
     pub(crate) fn kill(self: &Arc<Self>) -> bool {
         match self.mailbox.kill() {
             Kill::Gone => false,
             Kill::Aborted => true,
-            Kill::Parked(agent, queue) => {
-                drop(queue);
-                runner::drop_agent(self.h().id, agent);
-                self.terminate(&StopReason::Killed);
+            Kill::Parked(parked) => {
+                // A task that never runs: dropping it is the killed instance's clean-up.
+                drop(self.task(parked));
                 true
             }
+        }
+    }
+
+    /// Asks the agent to hibernate if it stayed idle since the last sweep.
+    pub(crate) fn sweep(self: &Arc<Self>) -> bool {
+        match self.mailbox.sweep() {
+            Sweep::Busy => true,
+            Sweep::Hibernate(wake) => {
+                self.wake(wake);
+                true
+            }
+            Sweep::Gone => false,
         }
     }
 
@@ -252,7 +298,8 @@ impl<A: Agent> Cell<A> {
         }
         let watchers = self.mailbox.terminate(reason);
         link::notify(self.h().id, reason, watchers);
-        self.h().system.agent_exited(self.h().slot);
+        self.h().system.idle.forget(&self.h().watch_slot);
+        self.h().system.agent_exited(self.h().slot as usize);
         self.mailbox.release_waiters();
     }
 }
@@ -291,7 +338,25 @@ impl<A: Agent> AnyCell for Cell<A> {
     }
 
     fn status(&self) -> &'static str {
-        self.mailbox.status()
+        self.mailbox.status(|p| {
+            if p.resume.is_some() {
+                "hibernating"
+            } else {
+                "not started"
+            }
+        })
+    }
+
+    fn sweep(self: Arc<Self>) -> bool {
+        Cell::sweep(&self)
+    }
+
+    fn has_task(&self) -> bool {
+        self.mailbox.has_task()
+    }
+
+    fn watch_slot(&self) -> &AtomicU32 {
+        &self.h().watch_slot
     }
 }
 
@@ -330,11 +395,12 @@ pub(crate) fn spawn<A: Agent>(system: &crate::System, agent: A) -> ActorRef<A> {
     if A::EAGER_START {
         let cell: Arc<Cell<A>> =
             inner.track(|slot| Cell::build(ActorId::next(), slot, capacity, inner.clone(), None, None));
-        cell.start(agent);
+        cell.start(Parked { agent, resume: None });
         ActorRef::from_raw(crate::RawRef::local(cell))
     } else {
+        let parked = Parked { agent, resume: None };
         let cell: Arc<Cell<A>> = inner
-            .track(|slot| Cell::build(ActorId::next(), slot, capacity, inner.clone(), Some(agent), None));
+            .track(|slot| Cell::build(ActorId::next(), slot, capacity, inner.clone(), Some(parked), None));
         ActorRef::from_raw(crate::RawRef::local(cell))
     }
 }

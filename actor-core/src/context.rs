@@ -228,6 +228,21 @@ impl<A: Agent> Context<A> {
         }
     }
 
+    /// True when nothing of this instance lives outside it: no active timer, no live
+    /// child. Such an agent can hibernate (give back its task) when idle.
+    pub(crate) fn can_hibernate(&mut self) -> bool {
+        let Some(extras) = &mut self.extras else {
+            return true;
+        };
+        extras.timers.retain(TimerHandle::is_active);
+        extras.children.retain(|c| !c.is_terminated());
+        if extras.timers.is_empty() && extras.children.is_empty() {
+            self.extras = None;
+            return true;
+        }
+        false
+    }
+
     /// Cancels timers and asks children to stop, without waiting (a killed agent's
     /// clean-up, which cannot wait). Returns what it tore down.
     pub(crate) fn teardown_now(&mut self) -> Option<Box<Extras>> {

@@ -38,6 +38,8 @@ pub(crate) enum Signal {
         reason: StopReason,
         generation: u32,
     },
+    /// The agent has been idle for a while: it may give back its task (see `sweep`).
+    Hibernate,
 }
 
 /// What `poll_recv` produced.
@@ -71,13 +73,24 @@ impl<P> Wake<P> {
 }
 
 /// What `kill` found.
-pub(crate) enum Kill<M, P> {
+pub(crate) enum Kill<P> {
     /// The agent had already stopped for good.
     Gone,
     /// Its task was aborted (or will be as soon as it is known).
     Aborted,
-    /// It had not started: here it is, with its queue; the mailbox is now closed.
-    Parked(P, VecDeque<M>),
+    /// It had no task (not started yet, or hibernating): here it is; the caller ends
+    /// its instance as killed.
+    Parked(P),
+}
+
+/// What a sweep found.
+pub(crate) enum Sweep<P> {
+    /// Its task runs or waits, and it was not idle since the last sweep (marked now).
+    Busy,
+    /// Idle since the last sweep: it was asked to hibernate; wake it.
+    Hibernate(Wake<P>),
+    /// It has no task (parked, or stopped): nothing to watch.
+    Gone,
 }
 
 /// The receiving side's state.
@@ -121,7 +134,13 @@ struct State<M, P> {
     kill_pending: bool,
     /// How many messages the receiver took with its last batch (0 once it is idle):
     /// with the queue's length, how busy it is.
-    taken: u32,
+    taken: u16,
+    /// Set by a sweep that found the receiver idle, cleared by any delivery: still set at
+    /// the next sweep means it stayed idle in between.
+    idle_mark: bool,
+    /// A sweep asked the receiver to hibernate (a signal kept as a flag, so that asking
+    /// allocates nothing).
+    hibernate: bool,
     rare: Option<Box<Rare>>,
     /// The task running the current instance, so that it can be killed.
     task: Option<AbortHandle>,
@@ -174,6 +193,8 @@ impl<M, P, H> Mailbox<M, P, H> {
                 gone: false,
                 kill_pending: false,
                 taken: 0,
+                idle_mark: false,
+                hibernate: false,
             }),
         }
     }
@@ -188,6 +209,7 @@ impl<M, P, H> Mailbox<M, P, H> {
             return Err((msg, true));
         }
         push(&mut st.queue, msg);
+        st.idle_mark = false;
         Ok(Wake::take(&mut st.rx))
     }
 
@@ -206,6 +228,7 @@ impl<M, P, H> Mailbox<M, P, H> {
             return Poll::Pending;
         }
         push(&mut st.queue, msg);
+        st.idle_mark = false;
         Poll::Ready(Ok(Wake::take(&mut st.rx)))
     }
 
@@ -217,6 +240,7 @@ impl<M, P, H> Mailbox<M, P, H> {
         }
         st.rare.get_or_insert_with(Box::default).signals.push_back(signal);
         self.has_signal.store(true, Ordering::Release);
+        st.idle_mark = false;
         Some(Wake::take(&mut st.rx))
     }
 
@@ -237,9 +261,11 @@ impl<M, P, H> Mailbox<M, P, H> {
     }
 
     fn pop_signal(st: &mut State<M, P>, flag: &AtomicBool) -> Option<Signal> {
-        let rare = st.rare.as_mut()?;
-        let sig = rare.signals.pop_front();
-        if rare.signals.is_empty() {
+        let sig = match st.rare.as_mut().and_then(|r| r.signals.pop_front()) {
+            Some(sig) => Some(sig),
+            None => mem::take(&mut st.hibernate).then_some(Signal::Hibernate),
+        };
+        if !st.hibernate && st.rare.as_ref().is_none_or(|r| r.signals.is_empty()) {
             flag.store(false, Ordering::Release);
         }
         sig
@@ -276,7 +302,7 @@ impl<M, P, H> Mailbox<M, P, H> {
             return Poll::Pending;
         }
         mem::swap(&mut st.queue, batch);
-        st.taken = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        st.taken = u16::try_from(batch.len()).unwrap_or(u16::MAX);
         let senders = st.rare.as_mut().map(|r| mem::take(&mut r.senders));
         drop(st);
         for w in senders.into_iter().flatten() {
@@ -303,7 +329,7 @@ impl<M, P, H> Mailbox<M, P, H> {
             return;
         };
         rare.signals.retain(|s| !matches!(s, Signal::Stop(_)));
-        if rare.signals.is_empty() {
+        if rare.signals.is_empty() && !st.hibernate {
             self.has_signal.store(false, Ordering::Release);
         }
     }
@@ -322,9 +348,8 @@ impl<M, P, H> Mailbox<M, P, H> {
         self.state.lock().task = None;
     }
 
-    /// Kills the receiver: aborts its task, or, when it never started, hands it back
-    /// with its queue and closes the mailbox.
-    pub(crate) fn kill(&self) -> Kill<M, P> {
+    /// Kills the receiver: aborts its task, or, when it has none, hands it back.
+    pub(crate) fn kill(&self) -> Kill<P> {
         let mut st = self.state.lock();
         if st.terminated {
             return Kill::Gone;
@@ -333,9 +358,7 @@ impl<M, P, H> Mailbox<M, P, H> {
             let Rx::Parked(p) = mem::replace(&mut st.rx, Rx::Running) else {
                 return Kill::Gone;
             };
-            drop(st);
-            let queue = self.close();
-            return Kill::Parked(p, queue);
+            return Kill::Parked(p);
         }
         match &st.task {
             Some(task) => task.abort(),
@@ -350,6 +373,7 @@ impl<M, P, H> Mailbox<M, P, H> {
     pub(crate) fn close(&self) -> VecDeque<M> {
         let mut st = self.state.lock();
         st.closed = true;
+        st.hibernate = false;
         let queue = mem::take(&mut st.queue);
         self.has_signal.store(false, Ordering::Release);
         st.rx = Rx::Running;
@@ -368,16 +392,74 @@ impl<M, P, H> Mailbox<M, P, H> {
         self.state.lock().closed
     }
 
-    /// A word for the receiver's state, for people (`system.tree()`).
-    pub(crate) fn status(&self) -> &'static str {
+    /// A word for the receiver's state, for people (`system.tree()`); `parked` names a
+    /// parked receiver.
+    pub(crate) fn status(&self, parked: impl Fn(&P) -> &'static str) -> &'static str {
         let st = self.state.lock();
         match (&st.rx, st.closed, st.terminated) {
             (_, _, true) => "stopped",
             (_, true, false) => "stopping",
-            (Rx::Parked(_), ..) => "not started",
+            (Rx::Parked(p), ..) => parked(p),
             (Rx::Waiting(_), ..) if st.queue.is_empty() => "idle",
             _ => "running",
         }
+    }
+
+    /// Looks at a receiver for hibernation: one that stayed idle (waiting, nothing
+    /// queued) from one sweep to the next is sent `Signal::Hibernate`.
+    pub(crate) fn sweep(&self) -> Sweep<P> {
+        let mut st = self.state.lock();
+        if st.closed || matches!(st.rx, Rx::Parked(_)) {
+            return Sweep::Gone;
+        }
+        let idle = matches!(st.rx, Rx::Waiting(_)) && st.queue.is_empty();
+        if !idle {
+            st.idle_mark = false;
+            return Sweep::Busy;
+        }
+        if !mem::replace(&mut st.idle_mark, true) {
+            return Sweep::Busy;
+        }
+        st.idle_mark = false;
+        st.rare
+            .get_or_insert_with(Box::default)
+            .signals
+            .push_back(Signal::Hibernate);
+        self.has_signal.store(true, Ordering::Release);
+        Sweep::Hibernate(Wake::take(&mut st.rx))
+    }
+
+    /// True while the receiver has a task (it is neither parked nor stopped for good).
+    pub(crate) fn has_task(&self) -> bool {
+        let st = self.state.lock();
+        !st.closed && !matches!(st.rx, Rx::Parked(_))
+    }
+
+    /// Parks the receiver (its task ends): only while nothing waits for it. The queue's
+    /// buffer is freed. Gives `parked` back when it must keep running.
+    pub(crate) fn hibernate(&self, parked: P) -> Result<(), P> {
+        let mut st = self.state.lock();
+        let pending = st.hibernate || st.rare.as_ref().is_some_and(|r| !r.signals.is_empty());
+        if st.closed || !st.queue.is_empty() || pending || st.kill_pending {
+            return Err(parked);
+        }
+        st.rx = Rx::Parked(parked);
+        st.task = None;
+        st.idle_mark = false;
+        st.hibernate = false;
+        let buffer = mem::take(&mut st.queue);
+        // The rare state goes too when nothing is in it (no watchers, no waiters).
+        let rare = st.rare.take_if(|r| {
+            r.signals.is_empty()
+                && r.senders.is_empty()
+                && r.stop_waiters.is_empty()
+                && r.watchers.is_empty()
+                && r.final_reason.is_none()
+        });
+        drop(st);
+        drop(buffer);
+        drop(rare);
+        Ok(())
     }
 
     /// How busy the receiver is: messages queued plus those of the batch it is working

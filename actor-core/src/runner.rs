@@ -8,7 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::task::{Context as TaskContext, Poll};
 
-use crate::cell::{Cell, Envelope};
+use crate::cell::{Cell, Envelope, Parked, Resume};
 use crate::link::Down;
 use crate::mailbox::{Received, Signal};
 use crate::supervisor::Decision;
@@ -30,19 +30,30 @@ pub(crate) struct Task<A: Agent> {
     agent: Option<Result<A, Box<StopReason>>>,
     /// Set once an instance has ended, while `on_stop` and clean-up run.
     ending: Option<Box<(Decision, StopReason)>>,
+    /// The instance continues after hibernating (no `on_start`).
+    resume: Option<Resume>,
     finished: bool,
 }
 
 impl<A: Agent> Task<A> {
-    pub(crate) fn new(agent: A, ctx: Context<A>) -> Self {
+    pub(crate) fn new(parked: Parked<A>, ctx: Context<A>) -> Self {
         Task {
             ctx,
             batch: VecDeque::new(),
-            agent: Some(Ok(agent)),
+            agent: Some(Ok(parked.agent)),
             ending: None,
+            resume: parked.resume,
             finished: false,
         }
     }
+}
+
+/// How an instance's message loop ended.
+enum Outcome {
+    /// The instance is over.
+    Ended(StopReason),
+    /// Idle long enough: give back the task if the agent can be parked.
+    Hibernate,
 }
 
 /// Runs an agent over its cell, instance after instance when a supervisor restarts it
@@ -57,10 +68,22 @@ pub(crate) fn run<A: Agent>(mut task: Task<A>) -> impl Future<Output = ()> + Sen
             // The generation changes only when an instance ends, so a link made before this
             // instance got to run still belongs to it.
             let generation = cell.generation();
-            let reason = match &mut task.agent {
-                Some(Ok(agent)) => instance(agent, &mut task.ctx, &cell, &mut task.batch, generation).await,
-                Some(Err(failed_start)) => (**failed_start).clone(),
-                None => StopReason::Killed,
+            let resume = task.resume.take();
+            let outcome = match &mut task.agent {
+                Some(Ok(agent)) => {
+                    instance(agent, &mut task.ctx, &cell, &mut task.batch, generation, resume).await
+                }
+                Some(Err(failed_start)) => Outcome::Ended((**failed_start).clone()),
+                None => Outcome::Ended(StopReason::Killed),
+            };
+            let reason = match outcome {
+                Outcome::Ended(reason) => reason,
+                Outcome::Hibernate => {
+                    if task.hibernate(&cell) {
+                        return;
+                    }
+                    continue;
+                }
             };
             let decision = cell.end_instance(&reason, false);
             if matches!(decision, Decision::Final) {
@@ -102,6 +125,35 @@ pub(crate) fn run<A: Agent>(mut task: Task<A>) -> impl Future<Output = ()> + Sen
 }
 
 impl<A: Agent> Task<A> {
+    /// Parks the agent back in its mailbox and lets the task end, when nothing would be
+    /// lost: no timers or children of its own, no stop pending, nothing queued. Else it
+    /// stays, and the same instance goes on (`resume` is set for the next turn).
+    fn hibernate(&mut self, cell: &Cell<A>) -> bool {
+        let resume = Resume {
+            trap_exits: self.ctx.traps_exits(),
+        };
+        self.resume = Some(resume);
+        if !self.batch.is_empty() || !self.ctx.can_hibernate() {
+            return false;
+        }
+        let Some(Ok(agent)) = self.agent.take() else {
+            return false;
+        };
+        match cell.mailbox().hibernate(Parked {
+            agent,
+            resume: Some(resume),
+        }) {
+            Ok(()) => {
+                self.finished = true;
+                true
+            }
+            Err(parked) => {
+                self.agent = Some(Ok(parked.agent));
+                false
+            }
+        }
+    }
+
     /// The instance is over and the task lets go of the cell: for good (`Final`), or
     /// handing the mailbox back to the supervisor (`Suspend`).
     fn finish(&mut self, decision: Decision, reason: StopReason) {
@@ -157,24 +209,32 @@ async fn instance<A: Agent>(
     cell: &Cell<A>,
     batch: &mut VecDeque<Envelope<A>>,
     generation: u32,
-) -> StopReason {
+    resume: Option<Resume>,
+) -> Outcome {
     ctx.begin_instance(generation);
-    // Rare paths (start, signals, stop) are boxed so that an idle agent's task holds
-    // only what the message loop needs.
-    if let Err(panic) = CatchUnwind::new(Box::pin(agent.on_start(ctx)).as_mut()).await {
-        return StopReason::Panicked(panic_message(&*panic));
-    }
-    if let Some(reason) = ctx.take_stop() {
-        return reason;
+    match resume {
+        // Back from hibernation: the same instance goes on.
+        Some(resume) => ctx.trap_exits(resume.trap_exits),
+        None => {
+            // Rare paths (start, signals, stop) are boxed so that an idle agent's task
+            // holds only what the message loop needs.
+            if let Err(panic) = CatchUnwind::new(Box::pin(agent.on_start(ctx)).as_mut()).await {
+                return Outcome::Ended(StopReason::Panicked(panic_message(&*panic)));
+            }
+            if let Some(reason) = ctx.take_stop() {
+                return Outcome::Ended(reason);
+            }
+        }
     }
     loop {
         // After an in-place restart the batch still holds the crashed instance's
         // unhandled messages: they come first.
         if batch.is_empty() {
             match poll_fn(|cx| cell.mailbox().poll_recv(cx, batch)).await {
+                Received::Signal(Signal::Hibernate) => return Outcome::Hibernate,
                 Received::Signal(signal) => {
                     if let Some(reason) = Box::pin(on_signal(agent, ctx, signal, generation)).await {
-                        return reason;
+                        return Outcome::Ended(reason);
                     }
                     continue;
                 }
@@ -197,18 +257,18 @@ async fn instance<A: Agent>(
                     if let Some(tx) = ctx.take_reply() {
                         let _ = tx.send(Err(CallError::Panicked(bounded(&message))));
                     }
-                    return StopReason::Panicked(message);
+                    return Outcome::Ended(StopReason::Panicked(message));
                 }
             }
             if let Some(reason) = ctx.take_stop() {
-                return reason;
+                return Outcome::Ended(reason);
             }
             while cell.mailbox().has_signal() {
                 let Some(signal) = cell.mailbox().take_signal() else {
                     break;
                 };
                 if let Some(reason) = Box::pin(on_signal(agent, ctx, signal, generation)).await {
-                    return reason;
+                    return Outcome::Ended(reason);
                 }
             }
         }
@@ -226,6 +286,8 @@ async fn on_signal<A: Agent>(
 ) -> Option<StopReason> {
     let notice = match signal {
         Signal::Stop(reason) => return Some(reason),
+        // Only an idle agent hibernates; one that got messages since goes on.
+        Signal::Hibernate => return None,
         // Monitors belong to the agent, not to one instance: a restarted watcher still
         // gets the notice.
         Signal::Down { notice } => notice,
@@ -366,8 +428,14 @@ mod footprint {
             system.clone(),
         );
         let mut t = Tiny;
-        let inst = instance(&mut t, &mut ctx2, &cell, &mut batch, 0);
-        let fut = run(Task::new(Tiny, ctx));
+        let inst = instance(&mut t, &mut ctx2, &cell, &mut batch, 0, None);
+        let fut = run(Task::new(
+            Parked {
+                agent: Tiny,
+                resume: None,
+            },
+            ctx,
+        ));
         assert!(std::mem::size_of::<Cell<Tiny>>() <= 144);
         // The agent's per-message signal check never shares a cache line with what a
         // sender writes (see `Mailbox`).

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::cell::{self, AnyCell};
 use crate::group::{Broadcast, Groups};
+use crate::hibernate::IdleWatch;
 use crate::registry::Registry;
 use crate::supervisor::{SupShared, SupervisorRef, Tree};
 use crate::{ActorRef, Agent, RegistryError, Request, StopReason};
@@ -59,6 +60,8 @@ pub(crate) struct SystemInner {
     shutting_down: AtomicBool,
     pub(crate) registry: Registry,
     pub(crate) groups: Groups,
+    /// Agents with a task, watched for hibernation.
+    pub(crate) idle: IdleWatch,
     supervisors: Mutex<Vec<Weak<SupShared>>>,
 }
 
@@ -102,6 +105,7 @@ impl System {
                 shutting_down: AtomicBool::new(false),
                 registry: Registry::default(),
                 groups: Groups::default(),
+                idle: IdleWatch::default(),
                 supervisors: Mutex::new(Vec::new()),
             }),
         }
@@ -186,6 +190,20 @@ impl System {
         self.inner.live.load(Ordering::Acquire)
     }
 
+    /// Sets how long an agent may stay idle before it **hibernates** (default
+    /// [`DEFAULT_HIBERNATE_AFTER`](crate::DEFAULT_HIBERNATE_AFTER), half a second);
+    /// `None` turns hibernation off.
+    ///
+    /// A hibernating agent gives back its task and its queue buffers, keeping only its
+    /// state in its cell (a couple of hundred bytes), as Erlang's `hibernate` does. Its
+    /// next message or signal gives it a task again (about a microsecond) and it goes on
+    /// where it was: `#[on_start]` does not run again, nothing it could observe
+    /// changes. An agent with an active timer or a live `ctx.spawn` child does not
+    /// hibernate. A busy agent is never idle long enough to be affected.
+    pub fn hibernate_after(&self, after: Option<Duration>) {
+        self.inner.idle.set_after(after);
+    }
+
     /// A snapshot of every agent of this system, printable with `{}`: the supervision
     /// trees (pools included), then the agents no supervisor owns (the first 20 of them
     /// by name, then a count of the rest).
@@ -263,7 +281,7 @@ impl fmt::Debug for System {
 
 impl SystemInner {
     /// Allocates a slot and builds the cell that occupies it.
-    pub(crate) fn track<C: AnyCell + 'static>(&self, build: impl FnOnce(usize) -> C) -> Arc<C> {
+    pub(crate) fn track<C: AnyCell + 'static>(&self, build: impl FnOnce(u32) -> C) -> Arc<C> {
         let mut slots = self.slots.lock();
         let slot = match slots.free.pop() {
             Some(i) => i,
@@ -272,7 +290,7 @@ impl SystemInner {
                 slots.entries.len() - 1
             }
         };
-        let cell = Arc::new(build(slot));
+        let cell = Arc::new(build(slot as u32));
         let entry: Arc<dyn AnyCell> = cell.clone();
         slots.entries[slot] = Some(entry);
         self.live.fetch_add(1, Ordering::AcqRel);

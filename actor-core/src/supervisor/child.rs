@@ -104,6 +104,8 @@ pub(crate) trait ChildOps: Send {
     fn any_ref(&self) -> &(dyn Any + Send + Sync);
     /// A short description for the tree (`Counter #12`).
     fn describe(&self) -> String;
+    /// A word for the running instance's state (`running`, `idle`, `hibernating`).
+    fn status(&self) -> &'static str;
     /// The nested supervisor, if this child is one.
     fn subtree(&self) -> Option<Arc<SupShared>>;
     /// The agent's id (none for a nested supervisor).
@@ -157,7 +159,7 @@ impl<A: Agent> ChildOps for AgentChild<A> {
     fn start(&mut self) -> Result<(), StopReason> {
         let agent = catch_unwind(AssertUnwindSafe(|| (self.factory)()))
             .map_err(|p| StopReason::Panicked(panic_message(&*p)))?;
-        self.cell.start(agent);
+        self.cell.start(crate::cell::Parked { agent, resume: None });
         Ok(())
     }
 
@@ -180,6 +182,10 @@ impl<A: Agent> ChildOps for AgentChild<A> {
 
     fn describe(&self) -> String {
         format!("{} {}", short_type_name::<A>(), self.cell.id())
+    }
+
+    fn status(&self) -> &'static str {
+        crate::cell::AnyCell::status(&*self.cell)
     }
 
     fn subtree(&self) -> Option<Arc<SupShared>> {
@@ -228,6 +234,10 @@ impl ChildOps for SupChild {
 
     fn describe(&self) -> String {
         String::new()
+    }
+
+    fn status(&self) -> &'static str {
+        "running"
     }
 
     fn subtree(&self) -> Option<Arc<SupShared>> {

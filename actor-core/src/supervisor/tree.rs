@@ -11,7 +11,7 @@ use super::{Phase, Status, SupShared};
 /// ```text
 /// system (5 agents, 2 unsupervised)
 /// ├── supervisor root (one_for_one, 1 restart)
-/// │   ├── counter: Counter #3 running
+/// │   ├── counter: Counter #3 idle
 /// │   └── supervisor workers (one_for_all)
 /// │       └── w1: Worker #5 restarting
 /// └── unsupervised
@@ -106,7 +106,7 @@ fn supervisor_node(sup: &SupShared) -> Node {
                     c.name,
                     c.ops.describe(),
                     match c.phase {
-                        Phase::Running => "running",
+                        Phase::Running => c.ops.status(),
                         Phase::Waiting(_) => "restarting",
                     }
                 ),
