@@ -58,8 +58,9 @@ impl Ledger {
 
 #[tokio::main]
 async fn main() -> troupe::Result<()> {
-    // Keep the demo's output readable: the crashes below are on purpose.
-    std::panic::set_hook(Box::new(|_| {}));
+    // Keep the demo's output readable: the crashes below are on purpose (panics outside
+    // agents would still print).
+    let _quiet = troupe::quiet_agent_panics();
 
     // ANCHOR: tree
     let system = System::new();
