@@ -2,7 +2,7 @@
 //! configured first.
 
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -245,32 +245,12 @@ impl<A: Agent> fmt::Debug for Cast<A> {
     }
 }
 
-/// A cast in progress from a borrowed reference (timers); keeps the message until it is
-/// enqueued.
-struct CastFuture<'a, A: Agent> {
-    target: &'a RawRef<A>,
-    pending: Option<Envelope<A>>,
-}
-
-impl<A: Agent> Unpin for CastFuture<'_, A> {}
-
-impl<A: Agent> Future for CastFuture<'_, A> {
-    type Output = Result<(), SendError<A::Msg>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
-        this.target
-            .poll_push(cx, &mut this.pending)
-            .map(|r| r.map_err(|env| SendError::Closed(env.msg)))
-    }
-}
-
-/// Casts a message value to an agent (used by timers).
-pub(crate) async fn cast_msg<A: Agent>(target: &ActorRef<A>, msg: A::Msg) -> Result<(), SendError<A::Msg>> {
-    let raw = std::ops::Deref::deref(target).troupe_raw();
-    let mut fut = CastFuture {
-        target: raw,
+/// Casts a message value to an agent (used by timers): the same `Cast` a request makes.
+pub(crate) fn cast_msg<A: Agent>(target: &ActorRef<A>, msg: A::Msg) -> Cast<A> {
+    Cast {
+        target: Lease::new(std::ops::Deref::deref(target).troupe_raw()),
         pending: Some(Envelope { msg, reply: None }),
-    };
-    poll_fn(|cx| Pin::new(&mut fut).poll(cx)).await
+        timeout: None,
+        deadline: None,
+    }
 }
