@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use troupe::prelude::*;
-use troupe::secure::AgentIdentityExt;
 
-/// An agent, to show that every agent has an identity.
+/// An agent, to show that a named agent has an identity.
 #[derive(Debug, Default)]
 pub struct Billing;
 
@@ -34,11 +33,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR: agents
     let system = System::new();
     let billing = system.spawn(Billing);
-    // Derived on demand from the node's key: spawning stays as fast as ever.
+    system.register("billing", &billing)?;
+    // Derived on demand from the node's key and the agent's registered name: spawning
+    // stays as fast as ever, and the identity survives restarts of the node.
     let by_name = node.derive_agent("billing"); // same name, same identity, always
-    let by_ref = billing.identifier(&node); // from an ActorRef (or a Context)
-    println!("agent `billing` is {}", by_name.identifier());
-    println!("agent {} is {by_ref}", billing.id());
+    println!("agent `billing` ({}) is {}", billing.id(), by_name.identifier());
     // The node vouches for the agent; anyone who trusts the node can check it.
     let proof = node.attest_agent(&by_name.identifier(), Duration::from_secs(3600));
     proof.verify(&node.identifier())?;

@@ -69,9 +69,7 @@ pub mod prelude {
         Supervisor, SupervisorError, SupervisorRef, System, TimerHandle,
     };
     pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
-    pub use actor_secure::{
-        AgentIdentityExt, ChannelError, Identifier, Identity, SecureChannel, TrustPolicy,
-    };
+    pub use actor_secure::{ChannelError, Identifier, Identity, SecureChannel, TrustPolicy};
 }
 
 /// Used by the code `#[agent]` generates. Not a public API.

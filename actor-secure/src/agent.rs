@@ -2,9 +2,13 @@
 //!
 //! Spawning an agent costs nothing here: no key is made until someone asks for the agent's
 //! identity. The agent's key is derived with HKDF-SHA256 from the node's secret key and
-//! the agent's stable name (or numeric id), so a named agent keeps its identity across
-//! restarts of the node. Others learn that an agent lives on a node through an
-//! [`AgentAttestation`] signed by the node.
+//! the agent's stable name, so a named agent keeps its identity across restarts of the
+//! node. Others learn that an agent lives on a node through an [`AgentAttestation`]
+//! signed by the node.
+//!
+//! There is deliberately no identity derived from an agent's numeric id: ids are handed
+//! out in spawn order, so after a restart that spawns in another order an id-derived
+//! identity (and the trust others placed in it) would pass to a different agent.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,18 +28,11 @@ impl Identity {
     /// The identity of the agent called `name` on the node that owns `self`.
     ///
     /// Deterministic: the same node identity and name always give the same agent
-    /// identity, and different names give unrelated ones. Costs one HKDF and one Ed25519
+    /// identity, and different names give unrelated ones. Use the name the agent is
+    /// registered under, so that others can trust it across restarts. Costs one HKDF and one Ed25519
     /// key derivation (tens of microseconds), paid only when asked for.
     pub fn derive_agent(&self, name: &str) -> Identity {
         self.derive(b"name\0", name.as_bytes())
-    }
-
-    /// The identity of the agent with numeric id `id` on the node that owns `self`.
-    ///
-    /// Ids and names live in separate spaces: `derive_agent_by_id(7)` never equals
-    /// `derive_agent("7")`.
-    pub fn derive_agent_by_id(&self, id: u64) -> Identity {
-        self.derive(b"id\0", &id.to_be_bytes())
     }
 
     fn derive(&self, kind: &[u8], label: &[u8]) -> Identity {
@@ -219,71 +216,13 @@ impl fmt::Debug for AgentAttestation {
     }
 }
 
-/// The identity of a running agent, derived from its node's identity: the documented
-/// equivalent of `ActorRef::identifier()` and `ctx.identifier()`.
-///
-/// `actor-core` knows no cryptography, so this extension trait adds the methods. It
-/// derives from the agent's [`ActorId`](actor_core::ActorId), which is unique within the
-/// process and kept across supervised restarts, but not across process restarts; for an
-/// identity that survives restarts, derive from a stable name with
-/// [`Identity::derive_agent`] (for example the name the agent is registered under).
-///
-/// ```
-/// use troupe::prelude::*;
-///
-/// #[derive(Default)]
-/// pub struct Counter;
-///
-/// #[agent]
-/// impl Counter {
-///     #[handle]
-///     fn ping(&self) {}
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() {
-/// let node = Identity::generate();
-/// let system = System::new();
-/// let counter = system.spawn(Counter);
-/// // The same agent on the same node always has the same identifier.
-/// assert_eq!(counter.identifier(&node), counter.identifier(&node));
-/// # system.shutdown().await;
-/// # }
-/// ```
-pub trait AgentIdentityExt {
-    /// The agent's identity on the node whose identity is `node` (costs one key
-    /// derivation, on demand).
-    fn identity(&self, node: &Identity) -> Identity;
-
-    /// The agent's identifier on the node whose identity is `node`.
-    fn identifier(&self, node: &Identity) -> Identifier {
-        self.identity(node).identifier()
-    }
-}
-
-impl<A: actor_core::Agent> AgentIdentityExt for actor_core::ActorRef<A> {
-    fn identity(&self, node: &Identity) -> Identity {
-        node.derive_agent_by_id(self.id().as_u64())
-    }
-}
-
-impl<A: actor_core::Agent> AgentIdentityExt for actor_core::Context<A> {
-    fn identity(&self, node: &Identity) -> Identity {
-        node.derive_agent_by_id(self.id().as_u64())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn names_and_ids_derive_different_identities() {
+    fn different_names_and_nodes_derive_different_identities() {
         let node = Identity::from_seed(&[1; 32]);
-        assert_ne!(
-            node.derive_agent("7").identifier(),
-            node.derive_agent_by_id(7).identifier()
-        );
         assert_ne!(
             node.derive_agent("a").identifier(),
             node.derive_agent("b").identifier()

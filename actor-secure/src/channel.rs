@@ -4,6 +4,7 @@ mod cipher;
 pub(crate) mod handshake;
 mod transport;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,10 +13,33 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use crate::error::ChannelError;
 use crate::identifier::Identifier;
 use crate::identity::{Identity, PublicIdentity};
+use crate::limits::{ChannelLimits, ChannelSlot};
 use crate::trust::TrustPolicy;
-use transport::{Receiver, Sender};
+use transport::{Received, Receiver, Sender};
 
-/// Tunables of a channel. The defaults suit most uses.
+pub(crate) use transport::deadline_after;
+
+/// The longest a handshake binding may be valid: [`ChannelConfig::binding_validity`] is
+/// capped to it, and a peer's binding that claims a longer life is refused.
+pub const MAX_BINDING_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Tunables of a channel. The defaults suit most uses; every bound has one, so a peer
+/// that stalls, drips, hoards or never reads is dropped after a while.
+///
+/// Any duration may be `Duration::MAX`, which means "never"; no value panics.
+///
+/// | setting | default | bounds |
+/// |---|---|---|
+/// | [`handshake_timeout`](Self::handshake_timeout) | 10 s | the whole handshake |
+/// | [`first_message_timeout`](Self::first_message_timeout) | 3 s | a connection's first handshake message |
+/// | [`frame_timeout`](Self::frame_timeout) | 30 s | the rest of a frame that started |
+/// | [`message_timeout`](Self::message_timeout) | 60 s | the rest of a message sent in fragments |
+/// | [`idle_timeout`](Self::idle_timeout) | 120 s | silence from the peer (keepalives count) |
+/// | [`keepalive_interval`](Self::keepalive_interval) | 30 s | our silence before a keepalive |
+/// | [`write_timeout`](Self::write_timeout) | 30 s | a write the peer does not read |
+/// | [`max_message_size`](Self::max_message_size) | 1 MiB | one message, either way |
+/// | [`limits`](Self::limits) | [`ChannelLimits::global`] | channels and buffered bytes of the process |
+/// | [`binding_validity`](Self::binding_validity) | 2 min | our signed handshake binding (at most 1 h) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -23,26 +47,42 @@ use transport::{Receiver, Sender};
 ///
 /// let config = ChannelConfig::default()
 ///     .handshake_timeout(Duration::from_secs(2))
-///     .max_message_size(1 << 20);
+///     .max_message_size(4 << 20)
+///     .idle_timeout(Duration::MAX);                // never close a quiet channel
 /// # let _ = config;
 /// ```
 #[derive(Clone, Debug)]
 pub struct ChannelConfig {
     pub(crate) handshake_timeout: Duration,
+    pub(crate) first_message_timeout: Duration,
     pub(crate) frame_timeout: Duration,
+    pub(crate) message_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) max_message_size: usize,
     pub(crate) rekey_after_frames: u64,
     pub(crate) binding_validity: Duration,
+    pub(crate) limits: ChannelLimits,
 }
+
+/// The default [`ChannelConfig::max_message_size`]: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 
 impl Default for ChannelConfig {
     fn default() -> Self {
         ChannelConfig {
             handshake_timeout: Duration::from_secs(10),
+            first_message_timeout: Duration::from_secs(3),
             frame_timeout: Duration::from_secs(30),
-            max_message_size: 16 * 1024 * 1024,
+            message_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             rekey_after_frames: 1 << 20,
-            binding_validity: Duration::from_secs(600),
+            binding_validity: Duration::from_secs(120),
+            limits: ChannelLimits::global(),
         }
     }
 }
@@ -55,15 +95,59 @@ impl ChannelConfig {
         self
     }
 
-    /// Once a frame has started arriving, the rest must arrive within `d` (default 30 s).
-    /// An idle channel (between messages) never times out.
+    /// A responder waits at most `d` (default 3 s) for the first handshake message, and
+    /// does no expensive work (key generation, signing) before it arrives: connections
+    /// that never speak are dropped early with [`ChannelError::Timeout`].
+    pub fn first_message_timeout(mut self, d: Duration) -> Self {
+        self.first_message_timeout = d;
+        self
+    }
+
+    /// Once a frame has started arriving, the rest must arrive within `d` (default 30 s),
+    /// or [`ChannelError::Timeout`]. The deadline belongs to the frame, not to the call:
+    /// `recv()` cancelled and called again does not restart it.
     pub fn frame_timeout(mut self, d: Duration) -> Self {
         self.frame_timeout = d;
         self
     }
 
-    /// The largest message this side sends or accepts (default 16 MiB). A larger incoming
-    /// message closes the channel before it is buffered.
+    /// Once the first fragment of a large message has arrived, the whole message must
+    /// arrive within `d` (default 60 s), or [`ChannelError::Timeout`]. Bounds how long a
+    /// peer can make the receiver hold a partial message.
+    pub fn message_timeout(mut self, d: Duration) -> Self {
+        self.message_timeout = d;
+        self
+    }
+
+    /// If nothing at all (not even a keepalive) arrives for `d` (default 120 s), `recv()`
+    /// fails with [`ChannelError::IdleTimeout`]. Keep it well above the peer's
+    /// [`keepalive_interval`](Self::keepalive_interval).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// After `d` (default 30 s) without sending anything, a [`SecureChannel`] waiting in
+    /// `recv()` sends a keepalive, so that a quiet but live channel never looks idle to
+    /// the peer. A split channel's writer sends one when you call
+    /// [`ChannelWriter::keepalive`].
+    pub fn keepalive_interval(mut self, d: Duration) -> Self {
+        self.keepalive_interval = d;
+        self
+    }
+
+    /// A write (one buffer of up to 128 KiB, a flush or the close) must reach the stream
+    /// within `d` (default 30 s), or [`ChannelError::WriteTimeout`]: a peer that stops
+    /// reading cannot block a sender for ever.
+    pub fn write_timeout(mut self, d: Duration) -> Self {
+        self.write_timeout = d;
+        self
+    }
+
+    /// The largest message this side sends or accepts (default 1 MiB). Sending a larger
+    /// one fails with [`ChannelError::MessageTooLarge`] and sends nothing; receiving one
+    /// closes the channel with the same error before more than the limit is buffered.
+    /// Both sides should agree on it.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self
@@ -76,10 +160,19 @@ impl ChannelConfig {
     }
 
     /// How long our identity's signature over the channel's Noise key is valid (default
-    /// 10 min). The key is fresh per channel, so this only bounds how long a captured
-    /// handshake payload stays meaningful.
+    /// 2 min, at most [`MAX_BINDING_VALIDITY`]). The key is fresh per channel, so this
+    /// only bounds how long a captured handshake payload (or, with a leaked channel key,
+    /// an impersonation) stays usable; it must exceed the clock difference between the
+    /// two machines.
     pub fn binding_validity(mut self, d: Duration) -> Self {
-        self.binding_validity = d;
+        self.binding_validity = d.min(MAX_BINDING_VALIDITY);
+        self
+    }
+
+    /// The shared bounds this channel counts against (default
+    /// [`ChannelLimits::global`]): open channels, and bytes of incomplete messages.
+    pub fn limits(mut self, limits: ChannelLimits) -> Self {
+        self.limits = limits;
         self
     }
 }
@@ -116,6 +209,7 @@ pub struct SecureChannel<IO> {
     peer_identity: PublicIdentity,
     tx: Sender,
     rx: Receiver,
+    slot: Arc<ChannelSlot>,
 }
 
 impl<IO> SecureChannel<IO>
@@ -160,6 +254,17 @@ where
         config: &ChannelConfig,
         initiator: bool,
     ) -> Result<Self, ChannelError> {
+        // The slot is taken before any work, and held until the channel is dropped.
+        let Some(slot) = config.limits.try_open() else {
+            tracing::warn!(
+                limit = config.limits.max_channels(),
+                initiator,
+                "secure channel refused: too many channels open"
+            );
+            return Err(ChannelError::TooManyChannels {
+                limit: config.limits.max_channels(),
+            });
+        };
         let done = handshake::run(&mut io, identity, &policy, config, initiator).await;
         let est = match done {
             Ok(est) => est,
@@ -173,8 +278,9 @@ where
             io,
             peer: est.peer.identifier(),
             peer_identity: est.peer,
-            tx: Sender::new(est.send, config.rekey_after_frames, config.max_message_size),
-            rx: Receiver::new(est.recv, config.max_message_size, config.frame_timeout),
+            tx: Sender::new(est.send, config),
+            rx: Receiver::new(est.recv, config),
+            slot: Arc::new(slot),
         })
     }
 
@@ -189,6 +295,10 @@ where
     }
 
     /// Sends one message of any size (up to the configured maximum) and flushes.
+    ///
+    /// If the future is dropped while the message is still being queued, the writer is
+    /// broken (the peer could not tell where the message ends); dropped while flushing,
+    /// the rest goes out with the next `send`, `flush` or `keepalive`.
     pub async fn send(&mut self, msg: &[u8]) -> Result<(), ChannelError> {
         self.tx.feed(&mut self.io, msg).await?;
         self.tx.flush(&mut self.io).await
@@ -207,9 +317,26 @@ where
 
     /// Receives the next whole message. Returns [`ChannelError::Closed`] after the peer's
     /// authenticated close, and [`ChannelError::ConnectionLost`] if the stream ends
-    /// without one. Cancel-safe: dropping the future loses no data.
+    /// without one.
+    ///
+    /// While it waits, it sends a keepalive whenever this side has sent nothing for the
+    /// [keepalive interval](ChannelConfig::keepalive_interval), so a channel both sides
+    /// keep reading never goes idle. Cancel-safe: dropping the future loses no data, and
+    /// the deadlines of a frame or message under way keep running.
     pub async fn recv(&mut self) -> Result<Bytes, ChannelError> {
-        self.rx.recv(&mut self.io).await
+        loop {
+            let due = self.tx.keepalive_due();
+            match self.rx.recv(&mut self.io, due).await? {
+                Received::Message(msg) => return Ok(msg),
+                Received::KeepaliveDue => self.tx.keepalive(&mut self.io).await?,
+            }
+        }
+    }
+
+    /// Sends a keepalive now (and anything fed before it). `recv()` does this by itself
+    /// when it is due.
+    pub async fn keepalive(&mut self) -> Result<(), ChannelError> {
+        self.tx.keepalive(&mut self.io).await
     }
 
     /// Sends an authenticated close and shuts the stream's write side.
@@ -225,11 +352,13 @@ where
                 io: r,
                 peer: self.peer,
                 rx: self.rx,
+                _slot: self.slot.clone(),
             },
             ChannelWriter {
                 io: w,
                 peer: self.peer,
                 tx: self.tx,
+                _slot: self.slot,
             },
         )
     }
@@ -254,6 +383,7 @@ pub struct ChannelReader<IO> {
     io: ReadHalf<IO>,
     peer: Identifier,
     rx: Receiver,
+    _slot: Arc<ChannelSlot>,
 }
 
 impl<IO: AsyncRead + Unpin> ChannelReader<IO> {
@@ -262,9 +392,16 @@ impl<IO: AsyncRead + Unpin> ChannelReader<IO> {
         &self.peer
     }
 
-    /// Receives the next whole message (see [`SecureChannel::recv`]).
+    /// Receives the next whole message (see [`SecureChannel::recv`]). A reader cannot
+    /// send keepalives: the writer half must send something (a message, or
+    /// [`ChannelWriter::keepalive`]) at least every keepalive interval, or the peer will
+    /// close the channel as idle.
     pub async fn recv(&mut self) -> Result<Bytes, ChannelError> {
-        self.rx.recv(&mut self.io).await
+        loop {
+            if let Received::Message(msg) = self.rx.recv(&mut self.io, None).await? {
+                return Ok(msg);
+            }
+        }
     }
 }
 
@@ -273,6 +410,7 @@ pub struct ChannelWriter<IO> {
     io: WriteHalf<IO>,
     peer: Identifier,
     tx: Sender,
+    _slot: Arc<ChannelSlot>,
 }
 
 impl<IO: AsyncWrite + Unpin> ChannelWriter<IO> {
@@ -295,6 +433,18 @@ impl<IO: AsyncWrite + Unpin> ChannelWriter<IO> {
     /// Writes out all queued messages.
     pub async fn flush(&mut self) -> Result<(), ChannelError> {
         self.tx.flush(&mut self.io).await
+    }
+
+    /// Sends a keepalive now (and anything fed before it). Call it from your writer task
+    /// when nothing else has been sent for the keepalive interval.
+    pub async fn keepalive(&mut self) -> Result<(), ChannelError> {
+        self.tx.keepalive(&mut self.io).await
+    }
+
+    /// When a keepalive is due if nothing else is sent before (for a writer task's
+    /// timer), or `None` if the writer is closed or keepalives are off.
+    pub fn keepalive_due(&self) -> Option<tokio::time::Instant> {
+        self.tx.keepalive_due()
     }
 
     /// Sends an authenticated close and shuts the write side; the reader half keeps

@@ -15,8 +15,8 @@ use crate::identifier::Identifier;
 pub enum ChannelError {
     /// The underlying stream failed.
     Io(io::Error),
-    /// The handshake did not finish within the configured time, or a frame stalled
-    /// half-way for longer than the frame timeout.
+    /// The handshake (or its first message) did not finish within the configured time,
+    /// or a frame or a fragmented message stalled half-way for longer than its timeout.
     Timeout,
     /// The handshake failed; the peer learns nothing but a closed connection.
     Handshake(HandshakeError),
@@ -42,6 +42,25 @@ pub enum ChannelError {
     NonceExhausted,
     /// The channel failed earlier and can no longer be used.
     Broken,
+    /// Nothing, not even a keepalive, arrived for the idle timeout: the peer is gone or
+    /// hung.
+    IdleTimeout,
+    /// A write did not reach the stream within the write timeout: the peer stopped
+    /// reading.
+    WriteTimeout,
+    /// The process already has as many channels open as its
+    /// [`ChannelLimits`](crate::ChannelLimits) allow; nothing was sent.
+    TooManyChannels {
+        /// The limit.
+        limit: usize,
+    },
+    /// Incomplete messages of all channels sharing a
+    /// [`ChannelLimits`](crate::ChannelLimits) would exceed its memory budget; this
+    /// channel was closed rather than let one more peer hold memory.
+    OverBudget {
+        /// The budget in bytes.
+        budget: usize,
+    },
 }
 
 impl fmt::Display for ChannelError {
@@ -61,6 +80,15 @@ impl fmt::Display for ChannelError {
             }
             ChannelError::NonceExhausted => f.write_str("nonces exhausted; open a new channel"),
             ChannelError::Broken => f.write_str("channel unusable after an earlier error"),
+            ChannelError::IdleTimeout => f.write_str("nothing received for the idle timeout"),
+            ChannelError::WriteTimeout => f.write_str("peer did not read within the write timeout"),
+            ChannelError::TooManyChannels { limit } => {
+                write!(f, "too many channels open (limit {limit})")
+            }
+            ChannelError::OverBudget { budget } => write!(
+                f,
+                "incomplete messages of all channels over the memory budget ({budget} bytes)"
+            ),
         }
     }
 }
@@ -104,7 +132,8 @@ pub enum HandshakeError {
     BadPayload(PayloadError),
     /// The identity signature does not cover the Noise static key the peer proved.
     BadSignature,
-    /// The identity signature has expired.
+    /// The identity signature has expired (or the two machines' clocks differ by more
+    /// than the binding validity).
     Expired,
     /// The peer used an all-zero or small-order X25519 key.
     WeakKey,
@@ -112,6 +141,11 @@ pub enum HandshakeError {
     Reflected,
     /// The first handshake message carried a payload (ours never does).
     UnexpectedPayload,
+    /// The peer proved our own identity: a connection to ourselves (or a stolen key).
+    SelfConnection,
+    /// The peer's identity signature claims to stay valid for longer than
+    /// [`MAX_BINDING_VALIDITY`](crate::MAX_BINDING_VALIDITY) from now.
+    ValidityTooLong,
     /// The Noise library refused an operation (an internal error).
     Noise,
 }
@@ -127,6 +161,10 @@ impl fmt::Display for HandshakeError {
             HandshakeError::WeakKey => f.write_str("weak key"),
             HandshakeError::Reflected => f.write_str("reflected handshake"),
             HandshakeError::UnexpectedPayload => f.write_str("unexpected payload"),
+            HandshakeError::SelfConnection => f.write_str("peer has our own identity"),
+            HandshakeError::ValidityTooLong => {
+                f.write_str("identity signature valid for longer than allowed")
+            }
             HandshakeError::Noise => f.write_str("noise state error"),
         }
     }

@@ -5,6 +5,7 @@ mod file;
 use std::fmt;
 use std::path::Path;
 
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
@@ -124,9 +125,15 @@ impl PublicIdentity {
         PublicIdentity { key, identifier }
     }
 
-    /// Parses a 32-byte Ed25519 public key. Refuses bytes that are not a valid point and
-    /// keys of small order (which would let anyone forge signatures).
+    /// Parses a 32-byte Ed25519 public key. Refuses bytes that are not a valid point,
+    /// keys of small order (which would let anyone forge signatures), and non-canonical
+    /// encodings (a second spelling of a point would give the same key a second
+    /// [`Identifier`]).
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicIdentity, SignatureError> {
+        let point = CompressedEdwardsY(*bytes).decompress().ok_or(SignatureError)?;
+        if point.compress().to_bytes() != *bytes {
+            return Err(SignatureError);
+        }
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| SignatureError)?;
         if key.is_weak() {
             return Err(SignatureError);
@@ -173,6 +180,36 @@ mod tests {
             .public()
             .verify(Purpose::AgentAttestation, b"body", &sig)
             .is_err());
+    }
+
+    #[test]
+    fn a_non_canonical_encoding_of_a_valid_key_is_refused() {
+        // y values p..p+18 fit in 255 bits and spell the same points as 0..18. Find one
+        // that is an ordinary (not small-order) key and check that only its canonical
+        // spelling is accepted.
+        let mut found = 0;
+        for k in 0u8..19 {
+            let mut non_canonical = [0xffu8; 32];
+            non_canonical[31] = 0x7f;
+            non_canonical[0] = 0xed + k; // p + k, little-endian; p = 2^255 - 19
+            let mut canonical = [0u8; 32];
+            canonical[0] = k;
+            for sign in [0u8, 0x80] {
+                let (mut nc, mut c) = (non_canonical, canonical);
+                nc[31] |= sign;
+                c[31] |= sign;
+                if PublicIdentity::from_bytes(&c).is_ok() {
+                    found += 1;
+                    assert!(
+                        PublicIdentity::from_bytes(&nc).is_err(),
+                        "second spelling of {c:02x?} accepted"
+                    );
+                }
+            }
+        }
+        assert!(found > 0, "no ordinary key among the small y values");
+        let honest = Identity::from_seed(&[9; 32]).public().to_bytes();
+        assert!(PublicIdentity::from_bytes(&honest).is_ok());
     }
 
     #[test]

@@ -41,14 +41,19 @@ mod error;
 mod identifier;
 mod identity;
 mod limiter;
+mod limits;
 pub mod signing;
 mod trust;
 pub mod wire;
 
-pub use agent::{AgentAttestation, AgentIdentityExt, AttestationError};
-pub use channel::{ChannelConfig, ChannelReader, ChannelWriter, SecureChannel};
+pub use agent::{AgentAttestation, AttestationError};
+pub use channel::{
+    ChannelConfig, ChannelReader, ChannelWriter, SecureChannel, DEFAULT_MAX_MESSAGE_SIZE,
+    MAX_BINDING_VALIDITY,
+};
 pub use error::{ChannelError, HandshakeError, PayloadError};
 pub use identifier::{Identifier, ParseIdentifierError};
 pub use identity::{Identity, IdentityError, IdentityFileError, PublicIdentity};
 pub use limiter::{HandshakeLimiter, HandshakePermit};
+pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
 pub use trust::TrustPolicy;

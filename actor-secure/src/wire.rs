@@ -28,6 +28,7 @@
 
 use std::fmt;
 
+use crate::channel::MAX_BINDING_VALIDITY;
 use crate::error::{HandshakeError, PayloadError};
 use crate::identity::{Identity, PublicIdentity};
 use crate::signing::{Purpose, Signature};
@@ -109,7 +110,9 @@ impl HandshakePayload {
     }
 
     /// Checks that the payload's identity signed `noise_static` (the key the handshake
-    /// authenticated) and that the signature has not expired at `now` (Unix seconds).
+    /// authenticated), that the signature has not expired at `now` (Unix seconds), and
+    /// that it does not claim to stay valid for more than
+    /// [`MAX_BINDING_VALIDITY`](crate::MAX_BINDING_VALIDITY).
     pub fn verify(&self, noise_static: &[u8; 32], now: u64) -> Result<(), HandshakeError> {
         let body = Self::body(noise_static, self.expires_at);
         self.identity
@@ -117,6 +120,11 @@ impl HandshakePayload {
             .map_err(|_| HandshakeError::BadSignature)?;
         if now >= self.expires_at {
             return Err(HandshakeError::Expired);
+        }
+        // A binding that outlives its handshake by hours only helps someone who steals
+        // the channel key; honest peers sign for minutes.
+        if self.expires_at - now > MAX_BINDING_VALIDITY.as_secs() {
+            return Err(HandshakeError::ValidityTooLong);
         }
         Ok(())
     }
@@ -178,6 +186,10 @@ pub enum RecordKind {
     /// The sender switches to the next key after this frame; empty, the last record of
     /// its frame.
     Rekey,
+    /// Nothing to deliver: the sender is alive. Empty; sent when a channel has been quiet
+    /// for the keepalive interval, so that the peer's idle timeout measures a dead peer,
+    /// not a quiet one.
+    Keepalive,
 }
 
 impl RecordKind {
@@ -188,6 +200,7 @@ impl RecordKind {
             RecordKind::More => 1,
             RecordKind::Close => 2,
             RecordKind::Rekey => 3,
+            RecordKind::Keepalive => 4,
         }
     }
 }
@@ -205,7 +218,8 @@ pub enum FrameError {
     Truncated,
     /// Unknown record kind byte.
     UnknownKind(u8),
-    /// A close or rekey record has a body, or is not the last record of its frame.
+    /// A close or rekey record has a body or is not the last record of its frame, or a
+    /// keepalive record has a body.
     BadControl,
 }
 
@@ -243,6 +257,7 @@ pub fn decode_record(plaintext: &[u8]) -> Result<(RecordKind, &[u8], &[u8]), Fra
         1 => RecordKind::More,
         2 => RecordKind::Close,
         3 => RecordKind::Rekey,
+        4 => RecordKind::Keepalive,
         other => return Err(FrameError::UnknownKind(other)),
     };
     let len = usize::from(u16::from_be_bytes([plaintext[1], plaintext[2]]));
@@ -252,6 +267,9 @@ pub fn decode_record(plaintext: &[u8]) -> Result<(RecordKind, &[u8], &[u8]), Fra
     }
     let (body, rest) = rest.split_at(len);
     if matches!(kind, RecordKind::Close | RecordKind::Rekey) && !(body.is_empty() && rest.is_empty()) {
+        return Err(FrameError::BadControl);
+    }
+    if kind == RecordKind::Keepalive && !body.is_empty() {
         return Err(FrameError::BadControl);
     }
     Ok((kind, body, rest))

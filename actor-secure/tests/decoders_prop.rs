@@ -91,6 +91,9 @@ proptest! {
             if matches!(kind, RecordKind::Close | RecordKind::Rekey) {
                 prop_assert!(body.is_empty() && tail.is_empty());
             }
+            if kind == RecordKind::Keepalive {
+                prop_assert!(body.is_empty());
+            }
             if tail.is_empty() {
                 break;
             }

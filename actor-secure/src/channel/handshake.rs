@@ -254,7 +254,34 @@ fn now() -> u64 {
     unix_secs(SystemTime::now())
 }
 
-/// Runs the handshake over `io` within the configured timeout.
+/// Runs `op` until `d` from now; `Duration::MAX` (or any deadline past the end of time)
+/// means no deadline.
+async fn within<T>(
+    d: std::time::Duration,
+    op: impl std::future::Future<Output = Result<T, ChannelError>>,
+) -> Result<T, ChannelError> {
+    match super::deadline_after(d) {
+        Some(at) => tokio::time::timeout_at(at, op)
+            .await
+            .unwrap_or(Err(ChannelError::Timeout)),
+        None => op.await,
+    }
+}
+
+/// Checks the authenticated peer against the policy and against ourselves.
+fn admit(peer: &PublicIdentity, identity: &Identity, policy: &TrustPolicy) -> Result<(), ChannelError> {
+    if peer.identifier() == identity.identifier() {
+        // Our own identity at the other end: a loop back to ourselves (a node dialling
+        // its own address) or a stolen key. Never useful, so never accepted.
+        return Err(HandshakeError::SelfConnection.into());
+    }
+    if !policy.allows(&peer.identifier()) {
+        return Err(ChannelError::UntrustedPeer(peer.identifier()));
+    }
+    Ok(())
+}
+
+/// Runs the handshake over `io` within the configured timeouts.
 pub(crate) async fn run<IO>(
     io: &mut IO,
     identity: &Identity,
@@ -265,35 +292,31 @@ pub(crate) async fn run<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let expires_at = now().saturating_add(config.binding_validity.as_secs());
+    let validity = config.binding_validity.min(super::MAX_BINDING_VALIDITY);
+    let expires_at = || now().saturating_add(validity.as_secs());
     let work = async {
         if initiator {
-            let mut m = Initiator::new(identity, Keys::fresh(), expires_at)?;
+            let mut m = Initiator::new(identity, Keys::fresh(), expires_at())?;
             write_msg(io, &m.write_msg1()?).await?;
             let msg2 = read_msg(io, MSG2_LEN).await?;
             let peer = m.read_msg2(&msg2, now())?;
-            if !policy.allows(&peer.identifier()) {
-                return Err(ChannelError::UntrustedPeer(peer.identifier()));
-            }
+            admit(&peer, identity, policy)?;
             write_msg(io, &m.write_msg3()?).await?;
             Ok(m.finish(peer))
         } else {
-            let mut m = Responder::new(identity, Keys::fresh(), expires_at)?;
-            let msg1 = read_msg(io, MSG1_LEN).await?;
+            // Nothing costly (key generation, signing) until the peer has spoken, and
+            // only a short wait for it to do so.
+            let msg1 = within(config.first_message_timeout, read_msg(io, MSG1_LEN)).await?;
+            let mut m = Responder::new(identity, Keys::fresh(), expires_at())?;
             m.read_msg1(&msg1)?;
             write_msg(io, &m.write_msg2()?).await?;
             let msg3 = read_msg(io, MSG3_LEN).await?;
             let peer = m.read_msg3(&msg3, now())?;
-            if !policy.allows(&peer.identifier()) {
-                return Err(ChannelError::UntrustedPeer(peer.identifier()));
-            }
+            admit(&peer, identity, policy)?;
             Ok(m.finish(peer))
         }
     };
-    match tokio::time::timeout(config.handshake_timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err(ChannelError::Timeout),
-    }
+    within(config.handshake_timeout, work).await
 }
 
 #[cfg(test)]
@@ -305,7 +328,7 @@ mod tests {
     use crate::channel::transport::Sender;
 
     const EXPIRES: u64 = 1_900_000_000;
-    const NOW: u64 = 1_800_000_000;
+    const NOW: u64 = EXPIRES - 60;
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -339,20 +362,26 @@ mod tests {
         assert_eq!(alice_pub.identifier(), alice.identifier());
         let a = i.finish(bob_pub);
         let b = r.finish(alice_pub);
-        let mut a_tx = Sender::new(a.send, 2, 1 << 20);
-        let mut b_tx = Sender::new(b.send, 1 << 20, 1 << 20);
+        let config = ChannelConfig::default().max_message_size(1 << 20);
+        let mut a_tx = Sender::new(a.send, &config.clone().rekey_after_frames(2));
+        let mut b_tx = Sender::new(b.send, &config);
         let big = vec![0x5a; crate::wire::MAX_RECORD_BODY + 3];
         let a_frames = frames(&mut a_tx, &[b"hello", b"", b"third", &big[..]], true).await;
         let b_frames = frames(&mut b_tx, &[b"world"], false).await;
 
         // The receiving sides accept exactly these bytes.
-        let mut a_rx =
-            super::super::transport::Receiver::new(b.recv, 1 << 20, std::time::Duration::from_secs(1));
+        let mut a_rx = super::super::transport::Receiver::new(b.recv, &config);
         let mut wire = &a_frames[..];
         for want in [&b"hello"[..], b"", b"third", &big[..]] {
-            assert_eq!(&a_rx.recv(&mut wire).await.unwrap()[..], want);
+            match a_rx.recv(&mut wire, None).await.unwrap() {
+                super::super::transport::Received::Message(got) => assert_eq!(&got[..], want),
+                other => panic!("expected a message, got {other:?}"),
+            }
         }
-        assert!(matches!(a_rx.recv(&mut wire).await, Err(ChannelError::Closed)));
+        assert!(matches!(
+            a_rx.recv(&mut wire, None).await,
+            Err(ChannelError::Closed)
+        ));
         drop(a.recv);
 
         // The large message is only pinned by its hash to keep the file small.

@@ -1,19 +1,27 @@
-//! The transport phase: framing, batching, fragmentation, rekeying and close, one state
-//! per direction so the reader and writer halves never share anything.
+//! The transport phase: framing, batching, fragmentation, rekeying, keepalives and close,
+//! one state per direction so the reader and writer halves never share anything.
 //!
 //! The sender keeps one *open* frame at the end of its buffer and appends records to it;
 //! the frame is sealed (encrypted in place) when the next record does not fit, on flush,
 //! or when the buffer is full. Many small messages thus cost one AEAD operation and one
 //! write together.
+//!
+//! Every deadline lives in the state of its direction, not in the call that waits: a
+//! `recv()` cancelled by `select!` and called again keeps the deadline of the frame,
+//! message or idle period it was waiting on, and so does a cancelled `flush()`.
 
+use std::future::Future;
+use std::io;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::cipher::{CipherState, DATA_NONCE_LIMIT};
+use super::ChannelConfig;
 use crate::error::ChannelError;
+use crate::limits::ChannelLimits;
 use crate::wire::{
     decode_frame_len, decode_record, FrameError, RecordKind, MAX_NOISE_MESSAGE, MAX_RECORD_BODY,
     RECORD_HEADER_LEN, TAG_LEN,
@@ -21,12 +29,42 @@ use crate::wire::{
 
 /// The writer sends its buffer once it holds this much, even before `flush`.
 const FLUSH_AT: usize = 64 * 1024;
-/// How much the reader asks the stream for at once.
-const READ_CHUNK: usize = 64 * 1024;
-/// Messages at least this large are handed out without a copy.
+/// How much the reader asks the stream for at once (into the shared read buffer).
+const READ_CHUNK: usize = 16 * 1024;
+/// Frames at least this long are read into an allocation of their own, so that a
+/// message handed out without a copy pins its frame and nothing else.
+const OWN_ALLOCATION_MIN: usize = 16 * 1024;
+/// Messages at least this large may be handed out without a copy, when they fill at
+/// least half of a frame with its own allocation (so a kept message pins at most twice
+/// its size).
 const ZERO_COPY_MIN: usize = 2048;
 /// Largest frame plaintext.
 const MAX_PLAINTEXT: usize = MAX_NOISE_MESSAGE - TAG_LEN;
+
+/// `now + d`, or no deadline at all when that is past the end of time
+/// (`Duration::MAX` means "never").
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// Runs a write-side operation under the writer's deadline.
+async fn before<T>(at: Option<Instant>, op: impl Future<Output = io::Result<T>>) -> Result<T, ChannelError> {
+    match at {
+        Some(at) => match tokio::time::timeout_at(at, op).await {
+            Ok(done) => Ok(done?),
+            Err(_) => Err(ChannelError::WriteTimeout),
+        },
+        None => Ok(op.await?),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -42,23 +80,39 @@ enum State {
 pub(crate) struct Sender {
     cipher: CipherState,
     buf: Vec<u8>,
+    /// How much of `buf` is on the wire already (a cancelled write resumes from here).
+    written: usize,
     /// Offset in `buf` of the open frame's length prefix.
     open: Option<usize>,
     rekey_after: u64,
     since_rekey: u64,
     max_message: usize,
+    write_timeout: Duration,
+    /// Set while a write is under way; kept across a cancelled call.
+    write_deadline: Option<Option<Instant>>,
+    keepalive_interval: Duration,
+    /// When the last write reached the stream.
+    last_sent: Instant,
+    keepalive_queued: bool,
     state: State,
 }
 
 impl Sender {
-    pub(crate) fn new(cipher: CipherState, rekey_after: u64, max_message: usize) -> Sender {
+    pub(crate) fn new(cipher: CipherState, config: &ChannelConfig) -> Sender {
         Sender {
             cipher,
-            buf: Vec::with_capacity(FLUSH_AT + MAX_NOISE_MESSAGE + 64),
+            // Grows on first use: a channel that never sends holds no buffer.
+            buf: Vec::new(),
+            written: 0,
             open: None,
-            rekey_after: rekey_after.max(1),
+            rekey_after: config.rekey_after_frames.max(1),
             since_rekey: 0,
-            max_message,
+            max_message: config.max_message_size,
+            write_timeout: config.write_timeout,
+            write_deadline: None,
+            keepalive_interval: config.keepalive_interval,
+            last_sent: Instant::now(),
+            keepalive_queued: false,
             state: State::Open,
         }
     }
@@ -160,11 +214,12 @@ impl Sender {
             self.state = State::Broken;
             return Err(ChannelError::NonceExhausted);
         }
-        let result = self.feed_records(io, msg).await;
-        if result.is_err() {
-            self.state = State::Broken;
-        }
-        result
+        // Until the whole message is in the buffer the stream cannot be framed: if this
+        // future is dropped half-way (or fails), the sender stays broken.
+        self.state = State::Broken;
+        self.feed_records(io, msg).await?;
+        self.state = State::Open;
+        Ok(())
     }
 
     async fn feed_records<W>(&mut self, io: &mut W, msg: &[u8]) -> Result<(), ChannelError>
@@ -192,16 +247,33 @@ impl Sender {
         }
     }
 
+    /// The deadline of the write under way, started now if none is.
+    fn write_deadline(&mut self) -> Option<Instant> {
+        let timeout = self.write_timeout;
+        *self.write_deadline.get_or_insert_with(|| deadline_after(timeout))
+    }
+
+    /// Writes the sealed part of the buffer. Resumable: a cancelled call leaves `written`
+    /// where the stream is, and the next call goes on from there. The whole buffer must
+    /// reach the stream within the write timeout (a peer that stops reading cannot hold
+    /// a writer for ever).
     async fn write_out<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> Result<(), ChannelError> {
-        if self.buf.is_empty() {
+        if self.written == self.buf.len() {
             return Ok(());
         }
-        // If this future is dropped half-way, an unknown part of the buffer is on the wire:
-        // the stream can no longer be framed, so the sender stays broken.
-        self.state = State::Broken;
-        io.write_all(&self.buf).await?;
+        let at = self.write_deadline();
+        while self.written < self.buf.len() {
+            let n = before(at, io.write(&self.buf[self.written..])).await?;
+            if n == 0 {
+                return Err(io::Error::from(io::ErrorKind::WriteZero).into());
+            }
+            self.written += n;
+        }
         self.buf.clear();
-        self.state = State::Open;
+        self.written = 0;
+        self.write_deadline = None;
+        self.last_sent = Instant::now();
+        self.keepalive_queued = false;
         Ok(())
     }
 
@@ -211,7 +283,9 @@ impl Sender {
         let result = async {
             self.seal(false)?;
             self.write_out(io).await?;
-            io.flush().await?;
+            let at = self.write_deadline();
+            before(at, io.flush()).await?;
+            self.write_deadline = None;
             Ok(())
         }
         .await;
@@ -221,6 +295,25 @@ impl Sender {
         result
     }
 
+    /// When a keepalive is due if nothing else is sent before, or `None` if never.
+    pub(crate) fn keepalive_due(&self) -> Option<Instant> {
+        if self.state != State::Open {
+            return None;
+        }
+        self.last_sent.checked_add(self.keepalive_interval)
+    }
+
+    /// Sends a keepalive record (and anything fed before it).
+    pub(crate) async fn keepalive<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> Result<(), ChannelError> {
+        self.check_open()?;
+        // One queued keepalive is enough, however often a cancelled call is repeated.
+        if !self.keepalive_queued {
+            self.push_record(RecordKind::Keepalive, &[])?;
+            self.keepalive_queued = true;
+        }
+        self.flush(io).await
+    }
+
     /// Sends the authenticated close and shuts the stream's write side.
     pub(crate) async fn close<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> Result<(), ChannelError> {
         self.check_open()?;
@@ -228,8 +321,9 @@ impl Sender {
             self.push_record(RecordKind::Close, &[])?;
             self.seal(true)?;
             self.write_out(io).await?;
-            io.flush().await?;
-            io.shutdown().await?;
+            let at = self.write_deadline();
+            before(at, io.flush()).await?;
+            before(at, io.shutdown()).await?;
             Ok(())
         }
         .await;
@@ -242,17 +336,43 @@ impl Sender {
     }
 }
 
+/// What [`Receiver::recv`] found.
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// A whole message.
+    Message(Bytes),
+    /// The keepalive time the caller gave has come; nothing was lost.
+    KeepaliveDue,
+}
+
 /// The receiving direction.
 #[derive(Debug)]
 pub(crate) struct Receiver {
     cipher: CipherState,
+    /// Bytes read from the stream and not yet part of a frame.
     buf: BytesMut,
+    /// A large frame being read into its own allocation (without its length prefix).
+    big: Option<BytesMut>,
+    big_len: usize,
     /// Records of the last decrypted frame not handed out yet.
     pending: Bytes,
+    /// The size of `pending`'s frame if it has its own allocation, else 0.
+    pending_own: usize,
     assembly: BytesMut,
     assembling: bool,
+    /// Bytes of `limits`' memory budget held by `assembly`.
+    reserved: usize,
+    limits: ChannelLimits,
     max_message: usize,
     frame_timeout: Duration,
+    message_timeout: Duration,
+    idle_timeout: Duration,
+    /// The frame that started arriving must be complete by then.
+    frame_deadline: Option<Instant>,
+    /// The message being assembled must be complete by then.
+    message_deadline: Option<Instant>,
+    /// Some frame must arrive by then.
+    idle_deadline: Option<Instant>,
     state: State,
 }
 
@@ -265,16 +385,52 @@ fn protocol(e: FrameError) -> ChannelError {
     })
 }
 
+/// A frame read from the stream, still encrypted.
+struct Frame {
+    bytes: BytesMut,
+    /// Whether `bytes` is an allocation of its own.
+    own: bool,
+}
+
+/// Reads what the stream has into the open large frame, or else into the read buffer.
+async fn read_more<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    big: &mut Option<BytesMut>,
+    big_len: usize,
+) -> io::Result<usize> {
+    match big {
+        Some(frame) => {
+            let room = big_len - frame.len();
+            io.read_buf(&mut (&mut *frame).limit(room)).await
+        }
+        None => {
+            buf.reserve(READ_CHUNK);
+            io.read_buf(buf).await
+        }
+    }
+}
+
 impl Receiver {
-    pub(crate) fn new(cipher: CipherState, max_message: usize, frame_timeout: Duration) -> Receiver {
+    pub(crate) fn new(cipher: CipherState, config: &ChannelConfig) -> Receiver {
         Receiver {
             cipher,
-            buf: BytesMut::with_capacity(READ_CHUNK * 2),
+            buf: BytesMut::new(),
+            big: None,
+            big_len: 0,
             pending: Bytes::new(),
+            pending_own: 0,
             assembly: BytesMut::new(),
             assembling: false,
-            max_message,
-            frame_timeout,
+            reserved: 0,
+            limits: config.limits.clone(),
+            max_message: config.max_message_size,
+            frame_timeout: config.frame_timeout,
+            message_timeout: config.message_timeout,
+            idle_timeout: config.idle_timeout,
+            frame_deadline: None,
+            message_deadline: None,
+            idle_deadline: deadline_after(config.idle_timeout),
             state: State::Open,
         }
     }
@@ -287,23 +443,26 @@ impl Receiver {
         self.cipher.nonce()
     }
 
-    /// Receives the next whole message.
-    pub(crate) async fn recv<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<Bytes, ChannelError> {
+    /// Receives the next whole message, or returns [`Received::KeepaliveDue`] once
+    /// `keepalive_at` has passed with nothing to hand out.
+    pub(crate) async fn recv<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        keepalive_at: Option<Instant>,
+    ) -> Result<Received, ChannelError> {
         match self.state {
             State::Open => {}
             State::Closed => return Err(ChannelError::Closed),
             State::Broken => return Err(ChannelError::Broken),
         }
-        let result = self.recv_inner(io).await;
+        let result = self.recv_inner(io, keepalive_at).await;
         if let Err(e) = &result {
             self.state = if matches!(e, ChannelError::Closed) {
                 State::Closed
             } else {
                 State::Broken
             };
-            self.assembly = BytesMut::new();
-            self.buf = BytesMut::new();
-            self.pending = Bytes::new();
+            self.free();
             if matches!(e, ChannelError::Decrypt | ChannelError::Protocol(_)) {
                 tracing::debug!(error = %e, "secure channel closed on a bad frame");
             }
@@ -311,23 +470,116 @@ impl Receiver {
         result
     }
 
-    async fn recv_inner<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<Bytes, ChannelError> {
+    /// Lets go of every buffer and gives back the memory budget.
+    fn free(&mut self) {
+        self.assembly = BytesMut::new();
+        self.buf = BytesMut::new();
+        self.big = None;
+        self.pending = Bytes::new();
+        self.limits.release(std::mem::take(&mut self.reserved));
+    }
+
+    async fn recv_inner<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        keepalive_at: Option<Instant>,
+    ) -> Result<Received, ChannelError> {
         loop {
             if let Some(msg) = self.next_message()? {
-                return Ok(msg);
+                return Ok(Received::Message(msg));
             }
-            self.fill(io, 2).await?;
-            let len = decode_frame_len([self.buf[0], self.buf[1]]).map_err(protocol)?;
-            self.fill(io, 2 + len).await?;
-            let mut frame = self.buf.split_to(2 + len);
-            frame.advance(2);
-            let text_len = len - TAG_LEN;
-            let (text, tag) = frame.split_at_mut(text_len);
+            let Some(Frame { mut bytes, own }) = self.read_frame(io, keepalive_at).await? else {
+                return Ok(Received::KeepaliveDue);
+            };
+            let text_len = bytes.len() - TAG_LEN;
+            let (text, tag) = bytes.split_at_mut(text_len);
             self.cipher
                 .decrypt(text, tag)
                 .map_err(|_| ChannelError::Decrypt)?;
-            frame.truncate(text_len);
-            self.pending = frame.freeze();
+            // An authentic frame, whatever it holds, proves the peer alive.
+            self.idle_deadline = deadline_after(self.idle_timeout);
+            self.pending_own = if own { bytes.len() } else { 0 };
+            bytes.truncate(text_len);
+            self.pending = bytes.freeze();
+        }
+    }
+
+    /// Reads the next whole frame, or `None` when `keepalive_at` comes first.
+    async fn read_frame<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        keepalive_at: Option<Instant>,
+    ) -> Result<Option<Frame>, ChannelError> {
+        loop {
+            if let Some(frame) = &self.big {
+                if frame.len() == self.big_len {
+                    self.frame_deadline = None;
+                    return Ok(self.big.take().map(|bytes| Frame { bytes, own: true }));
+                }
+            } else if self.buf.len() >= 2 {
+                let len = decode_frame_len([self.buf[0], self.buf[1]]).map_err(protocol)?;
+                if len >= OWN_ALLOCATION_MIN {
+                    // Move what has arrived of it; the rest is read straight into it.
+                    self.buf.advance(2);
+                    let have = self.buf.len().min(len);
+                    let mut frame = BytesMut::with_capacity(len);
+                    frame.extend_from_slice(&self.buf[..have]);
+                    self.buf.advance(have);
+                    self.big = Some(frame);
+                    self.big_len = len;
+                    continue;
+                }
+                if self.buf.len() >= 2 + len {
+                    let mut bytes = self.buf.split_to(2 + len);
+                    bytes.advance(2);
+                    self.frame_deadline = None;
+                    return Ok(Some(Frame { bytes, own: false }));
+                }
+            }
+            if !self.read_some(io, keepalive_at).await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Waits for more bytes under the deadlines that apply now. Returns `false` when the
+    /// keepalive time comes first.
+    async fn read_some<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        keepalive_at: Option<Instant>,
+    ) -> Result<bool, ChannelError> {
+        if (self.big.is_some() || !self.buf.is_empty()) && self.frame_deadline.is_none() {
+            self.frame_deadline = deadline_after(self.frame_timeout);
+        }
+        let message = if self.assembling {
+            self.message_deadline
+        } else {
+            None
+        };
+        let stall = earliest(self.frame_deadline, message);
+        let at = earliest(earliest(stall, self.idle_deadline), keepalive_at);
+        let read = read_more(io, &mut self.buf, &mut self.big, self.big_len);
+        let read = match at {
+            Some(at) => match tokio::time::timeout_at(at, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    let now = Instant::now();
+                    let passed = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+                    if passed(stall) {
+                        return Err(ChannelError::Timeout);
+                    }
+                    if passed(self.idle_deadline) {
+                        return Err(ChannelError::IdleTimeout);
+                    }
+                    return Ok(false);
+                }
+            },
+            None => read.await,
+        };
+        match read? {
+            0 => Err(ChannelError::ConnectionLost),
+            _ => Ok(true),
         }
     }
 
@@ -349,8 +601,12 @@ impl Receiver {
                             limit: self.max_message,
                         });
                     }
-                    // Small messages are copied so that they do not pin the read buffer.
-                    return Ok(Some(if body_len >= ZERO_COPY_MIN {
+                    // A message may keep its frame alive only if it is most of it;
+                    // anything else is copied, so that what the application keeps
+                    // pins at most twice its own size.
+                    let share =
+                        self.pending_own > 0 && body_len >= ZERO_COPY_MIN && body_len * 2 >= self.pending_own;
+                    return Ok(Some(if share {
                         body
                     } else {
                         Bytes::copy_from_slice(&body)
@@ -362,39 +618,41 @@ impl Receiver {
                             limit: self.max_message,
                         });
                     }
+                    if !self.limits.try_reserve(body_len) {
+                        tracing::warn!(
+                            budget = self.limits.memory_budget(),
+                            "secure channel closed: incomplete messages of all channels over the memory budget"
+                        );
+                        return Err(ChannelError::OverBudget {
+                            budget: self.limits.memory_budget(),
+                        });
+                    }
+                    self.reserved += body_len;
+                    if !self.assembling {
+                        self.message_deadline = deadline_after(self.message_timeout);
+                    }
                     self.assembly.extend_from_slice(&body);
                     if kind == RecordKind::Data {
                         self.assembling = false;
-                        return Ok(Some(self.assembly.split().freeze()));
+                        self.message_deadline = None;
+                        self.limits.release(std::mem::take(&mut self.reserved));
+                        // Taken, not split: the next message must not share (and pin)
+                        // this allocation.
+                        return Ok(Some(std::mem::take(&mut self.assembly).freeze()));
                     }
                     self.assembling = true;
                 }
                 RecordKind::Close => return Err(ChannelError::Closed),
                 RecordKind::Rekey => self.cipher.rekey(),
+                RecordKind::Keepalive => {}
             }
         }
         Ok(None)
     }
+}
 
-    /// Reads until the buffer holds `n` bytes. The stream ending first is a cut
-    /// connection; a frame that has started must complete within the frame timeout.
-    async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R, n: usize) -> Result<(), ChannelError> {
-        let mut deadline: Option<Instant> = None;
-        while self.buf.len() < n {
-            self.buf.reserve((n - self.buf.len()).max(READ_CHUNK));
-            let read = if self.buf.is_empty() && !self.assembling {
-                io.read_buf(&mut self.buf).await?
-            } else {
-                let at = *deadline.get_or_insert_with(|| Instant::now() + self.frame_timeout);
-                match tokio::time::timeout_at(at, io.read_buf(&mut self.buf)).await {
-                    Ok(read) => read?,
-                    Err(_) => return Err(ChannelError::Timeout),
-                }
-            };
-            if read == 0 {
-                return Err(ChannelError::ConnectionLost);
-            }
-        }
-        Ok(())
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.limits.release(self.reserved);
     }
 }
