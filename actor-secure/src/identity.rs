@@ -9,7 +9,7 @@ use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
-pub use file::{IdentityError, IdentityFileError};
+pub use file::{FileKind, IdentityError, IdentityFileError};
 
 use crate::identifier::Identifier;
 use crate::signing::{signed_bytes, Purpose, Signature, SignatureError};
@@ -58,18 +58,23 @@ impl Identity {
         Identity { signing, public }
     }
 
-    /// Loads the identity stored at `path`, or creates one there if no file exists.
+    /// Loads the identity stored at `path`, or creates a new one there if no file exists.
     ///
     /// A new file is created with mode `0600` (owner read/write only) and written
-    /// atomically, so two processes racing to create it end up with the same identity.
-    /// An existing file is refused if its group or others may read it, and a corrupt or
-    /// truncated file is a clear [`IdentityError::Corrupt`], never a new identity.
+    /// atomically (a private temporary file, then a hard link that fails if the name was
+    /// taken meanwhile), so two processes racing to create it end up with the same
+    /// identity. An existing file goes through every check of [`Identity::load`]; anything
+    /// it refuses is an error here too, never a reason to create a new identity. In
+    /// particular nothing is created in a directory that `load` refuses, nor through a
+    /// symbolic link.
     ///
     /// ```
     /// use actor_secure::Identity;
     ///
     /// let dir = std::env::temp_dir().join(format!("troupe-doc-{}", std::process::id()));
     /// std::fs::create_dir_all(&dir).unwrap();
+    /// # #[cfg(unix)] // The directory must not be writable by others, whatever the umask.
+    /// # std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     /// let path = dir.join("node.key");
     /// let first = Identity::load_or_create(&path).unwrap();
     /// let again = Identity::load_or_create(&path).unwrap();
@@ -80,7 +85,41 @@ impl Identity {
         file::load_or_create(path.as_ref())
     }
 
-    /// Loads the identity stored at `path`; the file must exist.
+    /// Loads the identity stored at `path`; the file must exist, and is never created.
+    ///
+    /// Refused, following OpenSSH's `StrictModes` (whoever can read the file can copy
+    /// the key; whoever can replace it, or replace it through its directory, can make
+    /// this node use their key):
+    ///
+    /// - a path that is not a regular file: [`IdentityError::NotAFile`]. A symbolic link
+    ///   is refused, not followed, even to a good file; a named pipe, socket or device is
+    ///   never opened, so it cannot block the call; a directory says so;
+    /// - on Unix, a file that belongs to neither the process's effective user nor root:
+    ///   [`IdentityError::WrongOwner`];
+    /// - on Unix, a file its group or others have any permission bit on:
+    ///   [`IdentityError::InsecurePermissions`] (fix with `chmod 600`);
+    /// - on Unix, a file whose directory belongs to neither the effective user nor root
+    ///   ([`IdentityError::WrongOwner`] naming the directory), or may be written by its
+    ///   group or others, even with the sticky bit as in `/tmp`
+    ///   ([`IdentityError::InsecureDirectory`], fix with `chmod go-w`);
+    /// - contents that are not an identity file: [`IdentityError::Corrupt`].
+    ///
+    /// The type, owner and mode are checked on the opened file, so swapping the path
+    /// while it is checked gains nothing. Only the last component of `path` is kept from
+    /// following a link and only the directory that holds the file is checked;
+    /// directories further up are trusted. Outside Unix only the file type is checked,
+    /// and a link swapped in between that check and the opening is followed.
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use actor_secure::{Identity, IdentityError};
+    ///
+    /// let path = std::env::temp_dir().join("troupe-doc-no-such-dir").join("node.key");
+    /// match Identity::load(&path) {
+    ///     Err(IdentityError::Io { source, .. }) => assert_eq!(source.kind(), ErrorKind::NotFound),
+    ///     other => panic!("expected a missing file, got {other:?}"),
+    /// }
+    /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Identity, IdentityError> {
         file::load(path.as_ref())
     }

@@ -53,7 +53,7 @@ pub use channel::{
 };
 pub use error::{ChannelError, HandshakeError, PayloadError};
 pub use identifier::{Identifier, ParseIdentifierError};
-pub use identity::{Identity, IdentityError, IdentityFileError, PublicIdentity};
+pub use identity::{FileKind, Identity, IdentityError, IdentityFileError, PublicIdentity};
 pub use limiter::{HandshakeLimiter, HandshakePermit};
 pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
 pub use trust::TrustPolicy;

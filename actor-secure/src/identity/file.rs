@@ -13,6 +13,8 @@ use zeroize::Zeroizing;
 
 use super::Identity;
 
+mod open;
+
 const MAGIC: &[u8; 8] = b"TROUPEID";
 const VERSION: u8 = 1;
 const KEY_TYPE_ED25519: u8 = 1;
@@ -64,22 +66,84 @@ impl fmt::Display for IdentityFileError {
 
 impl std::error::Error for IdentityFileError {}
 
+/// What is at an identity file's path instead of a regular file.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A symbolic link. It is not followed: it could point at another user's key.
+    Symlink,
+    /// A directory.
+    Directory,
+    /// A named pipe (FIFO).
+    Fifo,
+    /// A Unix domain socket.
+    Socket,
+    /// A block device.
+    BlockDevice,
+    /// A character device.
+    CharDevice,
+    /// Anything else that is not a regular file.
+    Other,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Directory => "a directory",
+            FileKind::Fifo => "a named pipe",
+            FileKind::Socket => "a socket",
+            FileKind::BlockDevice => "a block device",
+            FileKind::CharDevice => "a character device",
+            FileKind::Other => "an unknown kind of file",
+        })
+    }
+}
+
 /// Why an identity could not be loaded or stored.
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum IdentityError {
-    /// Reading or writing the file failed.
+    /// Reading or writing the file failed; a missing file is kind
+    /// [`NotFound`](io::ErrorKind::NotFound).
     Io {
         /// The identity file.
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
     },
-    /// The file may be read by its group or by others; fix with `chmod 600`.
+    /// The path is not a regular file: a symbolic link (never followed), a directory, a
+    /// named pipe, a socket or a device.
+    NotAFile {
+        /// The identity file's path.
+        path: PathBuf,
+        /// What is there instead.
+        kind: FileKind,
+    },
+    /// The file, or the directory that holds it, belongs to neither the process's
+    /// effective user nor root: its owner could replace the key (Unix only).
+    WrongOwner {
+        /// The identity file, or the directory that holds it.
+        path: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+        /// The process's effective user id.
+        euid: u32,
+    },
+    /// The file's group or others have permission bits on it: they may read (copy) or
+    /// write (replace) the key. Fix with `chmod 600` (Unix only).
     InsecurePermissions {
         /// The identity file.
         path: PathBuf,
         /// Its permission bits.
+        mode: u32,
+    },
+    /// The directory that holds the file may be written by its group or others, sticky
+    /// bit or not: they could replace the file. Fix with `chmod go-w` (Unix only).
+    InsecureDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits, with the sticky, setuid and setgid bits.
         mode: u32,
     },
     /// The file exists but does not hold a valid identity.
@@ -91,15 +155,45 @@ pub enum IdentityError {
     },
 }
 
+/// Who the group and other bits of `mode` let in: "its group", "others", or both.
+fn who(mode: u32) -> &'static str {
+    match (mode & 0o070 != 0, mode & 0o007 != 0) {
+        (true, true) => "its group and others",
+        (true, false) => "its group",
+        _ => "others",
+    }
+}
+
 impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IdentityError::Io { path, source } => {
                 write!(f, "identity file {}: {source}", path.display())
             }
+            IdentityError::NotAFile { path, kind } => {
+                write!(f, "{} is {kind}, not an identity file", path.display())?;
+                if *kind == FileKind::Symlink {
+                    f.write_str(" (links are not followed; give the file's own path)")?;
+                }
+                Ok(())
+            }
+            IdentityError::WrongOwner { path, owner, euid } => write!(
+                f,
+                "{} belongs to uid {owner}, not to this user (uid {euid}) or root, \
+                 so its owner could replace the identity",
+                path.display()
+            ),
             IdentityError::InsecurePermissions { path, mode } => write!(
                 f,
                 "identity file {} is readable by others (mode {mode:o}); run chmod 600",
+                path.display()
+            ),
+            IdentityError::InsecureDirectory { path, mode } => write!(
+                f,
+                "directory {} may be written by {} (mode {mode:03o}), who could replace \
+                 the identity file in it; run chmod go-w {}",
+                path.display(),
+                who(*mode & 0o022),
                 path.display()
             ),
             IdentityError::Corrupt { path, source } => {
@@ -114,7 +208,10 @@ impl std::error::Error for IdentityError {
         match self {
             IdentityError::Io { source, .. } => Some(source),
             IdentityError::Corrupt { source, .. } => Some(source),
-            IdentityError::InsecurePermissions { .. } => None,
+            IdentityError::NotAFile { .. }
+            | IdentityError::WrongOwner { .. }
+            | IdentityError::InsecurePermissions { .. }
+            | IdentityError::InsecureDirectory { .. } => None,
         }
     }
 }
@@ -172,9 +269,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {
 }
 
 pub(super) fn load(path: &Path) -> Result<Identity, IdentityError> {
-    let file = fs::File::open(path).map_err(io_err(path))?;
-    let meta = file.metadata().map_err(io_err(path))?;
-    check_permissions(path, &meta)?;
+    let file = open::open(path)?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(FILE_LEN));
     file.take(MAX_READ)
         .read_to_end(&mut bytes)
@@ -183,24 +278,6 @@ pub(super) fn load(path: &Path) -> Result<Identity, IdentityError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-#[cfg(unix)]
-fn check_permissions(path: &Path, meta: &fs::Metadata) -> Result<(), IdentityError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(IdentityError::InsecurePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_permissions(_path: &Path, _meta: &fs::Metadata) -> Result<(), IdentityError> {
-    Ok(())
 }
 
 pub(super) fn load_or_create(path: &Path) -> Result<Identity, IdentityError> {
