@@ -59,14 +59,26 @@ fn a_new_identity_file_is_private_and_reloads_to_the_same_identity() {
 }
 
 #[test]
-fn a_file_readable_by_others_is_refused() {
+fn a_file_its_group_or_others_may_use_is_refused_with_a_message_saying_who_may_do_what() {
     let path = scratch("perm").join("node.key");
     Identity::load_or_create(&path).unwrap();
-    for mode in [0o644, 0o640, 0o604, 0o660] {
+    for (mode, says) in [
+        (0o644, "may be read by its group and others (mode 644)"),
+        (0o640, "may be read by its group (mode 640)"),
+        (0o604, "may be read by others (mode 604)"),
+        (0o660, "may be read and written by its group (mode 660)"),
+        (0o602, "may be written by others (mode 602)"),
+        (0o610, "may be executed by its group (mode 610)"),
+    ] {
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         let err = Identity::load_or_create(&path).unwrap_err();
         assert!(matches!(err, IdentityError::InsecurePermissions { mode: m, .. } if m == mode));
-        assert!(err.to_string().contains("chmod 600"));
+        let text = err.to_string();
+        assert!(text.contains(says), "{text}");
+        assert!(
+            text.ends_with(&format!("run chmod 600 {}", path.display())),
+            "{text}"
+        );
     }
 }
 

@@ -164,6 +164,16 @@ fn who(mode: u32) -> &'static str {
     }
 }
 
+/// What the group and other bits of `mode` allow: "read", "read and written", ...
+fn what(mode: u32) -> String {
+    let verbs: Vec<&str> = [(0o044, "read"), (0o022, "written"), (0o011, "executed")]
+        .into_iter()
+        .filter(|(bits, _)| mode & bits != 0)
+        .map(|(_, verb)| verb)
+        .collect();
+    verbs.join(" and ")
+}
+
 impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -185,7 +195,10 @@ impl fmt::Display for IdentityError {
             ),
             IdentityError::InsecurePermissions { path, mode } => write!(
                 f,
-                "identity file {} is readable by others (mode {mode:o}); run chmod 600",
+                "identity file {} may be {} by {} (mode {mode:03o}); run chmod 600 {}",
+                path.display(),
+                what(*mode),
+                who(*mode),
                 path.display()
             ),
             IdentityError::InsecureDirectory { path, mode } => write!(
