@@ -60,6 +60,12 @@ impl Identity {
 
     /// Loads the identity stored at `path`, or creates a new one there if no file exists.
     ///
+    /// Creating is this function's job, so a deleted file or a mistyped path becomes a
+    /// new identity with a new identifier, which peers do not trust yet. That is logged
+    /// as a `tracing` warning (`created new identity I... at ...`); where the identity
+    /// must already exist (in production, once a node is provisioned), use
+    /// [`Identity::load`], which never creates one.
+    ///
     /// A new file is created with mode `0600` (owner read/write only) and written
     /// atomically (a private temporary file, then a hard link that fails if the name was
     /// taken meanwhile), so two processes racing to create it end up with the same
@@ -86,6 +92,11 @@ impl Identity {
     }
 
     /// Loads the identity stored at `path`; the file must exist, and is never created.
+    ///
+    /// Use this in production, wherever the identity must already exist: a missing file
+    /// is an [`IdentityError::Io`] of kind [`NotFound`](std::io::ErrorKind::NotFound)
+    /// rather than a new identifier. [`Identity::load_or_create`] is for first runs and
+    /// development.
     ///
     /// Refused, following OpenSSH's `StrictModes` (whoever can read the file can copy
     /// the key; whoever can replace it, or replace it through its directory, can make

@@ -321,7 +321,16 @@ pub(super) fn load_or_create(path: &Path) -> Result<Identity, IdentityError> {
     });
     let _ = fs::remove_file(&tmp);
     match result.map_err(io_err(path))? {
-        true => Ok(identity),
+        true => {
+            // Loud on purpose: if the file was meant to exist (deleted, wrong path), the
+            // node now has a new identifier that no peer trusts yet.
+            tracing::warn!(
+                "created new identity {} at {}; use Identity::load where it must already exist",
+                identity.identifier(),
+                path.display()
+            );
+            Ok(identity)
+        }
         // Lost the race: use the identity the other process stored.
         false => load(path),
     }
