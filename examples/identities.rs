@@ -20,6 +20,13 @@ impl Billing {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("troupe-identities-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    // A directory of its own that only we may write to: identity files elsewhere are
+    // refused (see the book).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
     let path = dir.join("node.key");
 
     // ANCHOR: persist

@@ -5,8 +5,10 @@
 //! ```
 
 // ANCHOR: all
-use tokio::net::{TcpListener, TcpStream};
-use troupe::secure::{ChannelError, Identity, SecureChannel, TrustPolicy};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use troupe::secure::{ChannelError, Identity, SecureChannel, SecureListener, TrustPolicy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,30 +24,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR_END: identities
 
     // ANCHOR: server
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server_task = tokio::spawn(async move {
-        // Only the known client may talk to this server.
-        let trusted = TrustPolicy::allow([client_id]);
-        for _ in 0..2 {
-            let (tcp, _) = listener.accept().await?;
-            match SecureChannel::respond(tcp, &server, trusted.clone()).await {
-                Ok(mut ch) => {
-                    println!("server: authenticated {}", ch.peer());
-                    loop {
-                        match ch.recv().await {
-                            Ok(msg) => ch.send(&msg).await?, // echo
-                            Err(ChannelError::Closed) => break,
-                            Err(e) => return Err(e),
+    // Only the known client may talk to this server. The listener runs every handshake
+    // in a task of its own, bounds them (in total and per source address) and drops
+    // connections that stay silent, so no client can hold up another.
+    let server = Arc::new(server);
+    let mut listener = SecureListener::bind("127.0.0.1:0", server, TrustPolicy::allow([client_id])).await?;
+    let addr = listener.local_addr();
+    tokio::spawn(async move {
+        while let Ok((mut ch, from)) = listener.accept().await {
+            println!("server: authenticated {} from {from}", ch.peer());
+            // A task per channel: a slow or idle peer never blocks the others.
+            tokio::spawn(async move {
+                loop {
+                    match ch.recv().await {
+                        Ok(msg) => {
+                            if ch.send(&msg).await.is_err() {
+                                break; // echo
+                            }
+                        }
+                        Err(ChannelError::Closed) => {
+                            println!("server: the client closed the channel");
+                            break;
+                        }
+                        Err(e) => {
+                            println!("server: channel ended ({e})");
+                            break;
                         }
                     }
-                    println!("server: the client closed the channel");
                 }
-                // The refused peer learns nothing: its connection just closes.
-                Err(e) => println!("server: refused a connection ({e})"),
-            }
+            });
         }
-        Ok::<_, ChannelError>(())
     });
     // ANCHOR_END: server
 
@@ -64,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // handshake, before any of its bytes reach the application.
     let impostor = Identity::generate();
     let tcp = TcpStream::connect(addr).await?;
-    let attempt = SecureChannel::initiate(tcp, &impostor, TrustPolicy::any()).await;
+    let attempt = SecureChannel::initiate(tcp, &impostor, TrustPolicy::allow([server_id])).await;
     let refused = match attempt {
         Err(_) => true,
         // The initiator sends its identity last, so it may finish first: the refusal
@@ -74,7 +82,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("impostor: refused = {refused}");
     // ANCHOR_END: impostor
 
-    server_task.await??;
     assert!(refused);
     Ok(())
 }

@@ -185,10 +185,10 @@ impl ChannelConfig {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), ChannelError> {
 /// let (alice, bob) = (Identity::generate(), Identity::generate());
-/// let bob_id = bob.identifier();
+/// let (alice_id, bob_id) = (alice.identifier(), bob.identifier());
 /// let (a, b) = tokio::io::duplex(64 * 1024);
 /// let server = tokio::spawn(async move {
-///     let mut ch = SecureChannel::respond(b, &bob, TrustPolicy::any()).await?;
+///     let mut ch = SecureChannel::respond(b, &bob, TrustPolicy::allow([alice_id])).await?;
 ///     let msg = ch.recv().await?;
 ///     ch.send(&msg).await?;                                   // echo
 ///     assert!(matches!(ch.recv().await, Err(ChannelError::Closed)));

@@ -12,11 +12,12 @@
 //! # async fn main() -> Result<(), ChannelError> {
 //! let alice = Identity::generate();
 //! let bob = Identity::generate();
-//! let bob_id = bob.identifier();
+//! let (alice_id, bob_id) = (alice.identifier(), bob.identifier());
 //! let (to_bob, to_alice) = tokio::io::duplex(64 * 1024);   // or a TcpStream
 //!
 //! let bob_side = tokio::spawn(async move {
-//!     let mut ch = SecureChannel::respond(to_alice, &bob, TrustPolicy::any()).await?;
+//!     // Bob talks only to Alice. (A server on the network uses a `SecureListener`.)
+//!     let mut ch = SecureChannel::respond(to_alice, &bob, TrustPolicy::allow([alice_id])).await?;
 //!     let request = ch.recv().await?;
 //!     ch.send(&request.to_ascii_uppercase()).await?;
 //!     ch.close().await
@@ -42,6 +43,7 @@ mod identifier;
 mod identity;
 mod limiter;
 mod limits;
+mod listener;
 pub mod signing;
 mod trust;
 pub mod wire;
@@ -56,4 +58,5 @@ pub use identifier::{Identifier, ParseIdentifierError};
 pub use identity::{FileKind, Identity, IdentityError, IdentityFileError, PublicIdentity};
 pub use limiter::{HandshakeLimiter, HandshakePermit};
 pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
+pub use listener::{ListenerConfig, SecureListener};
 pub use trust::TrustPolicy;

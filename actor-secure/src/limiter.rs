@@ -1,6 +1,9 @@
-//! [`HandshakeLimiter`]: a bound on half-open handshakes for accept loops.
+//! [`HandshakeLimiter`]: a bound on handshakes in progress, in total and per source
+//! address, for accept loops.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -10,26 +13,37 @@ use crate::error::ChannelError;
 use crate::identity::Identity;
 use crate::trust::TrustPolicy;
 
-/// Bounds how many handshakes run at once, so a flood of connections that never finish
-/// their handshake cannot exhaust memory or tasks. Each handshake also has a timeout
-/// ([`ChannelConfig::handshake_timeout`]), so a slot is always freed eventually.
+/// Bounds how many handshakes run at once, in total and per source address, so that a
+/// flood of connections that never finish their handshake cannot exhaust memory or
+/// tasks, and one source cannot take every slot from the others. Each handshake also has
+/// timeouts ([`ChannelConfig::first_message_timeout`], 3 s, and
+/// [`ChannelConfig::handshake_timeout`], 10 s), so a slot is always freed soon.
+///
+/// Sources are IPv4 addresses, or the /64 prefix of IPv6 addresses (one machine usually
+/// owns a whole /64).
+///
+/// [`SecureListener`](crate::SecureListener) uses one; use it directly in an accept loop
+/// of your own:
 ///
 /// ```
-/// use actor_secure::{HandshakeLimiter, Identity, TrustPolicy, ChannelConfig};
+/// use std::sync::Arc;
+/// use actor_secure::{ChannelConfig, HandshakeLimiter, Identity, TrustPolicy};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let node = std::sync::Arc::new(Identity::generate());
-/// let limiter = HandshakeLimiter::new(64);
+/// let node = Arc::new(Identity::generate());
+/// let limiter = HandshakeLimiter::new(64).per_source(8);
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// # let addr = listener.local_addr()?;
 /// # tokio::spawn(async move { let _ = tokio::net::TcpStream::connect(addr).await; });
-/// let (stream, _) = listener.accept().await?;
+/// let (stream, from) = listener.accept().await?;
 /// let (node, limiter) = (node.clone(), limiter.clone());
 /// tokio::spawn(async move {
-///     // Refused at once (connection dropped) when 64 handshakes are already running.
+///     // Refused at once (connection dropped) when 64 handshakes are running, or 8 from
+///     // the same source.
 ///     let config = ChannelConfig::default();
-///     if let Ok(ch) = limiter.respond(stream, &node, TrustPolicy::any(), &config).await {
+///     let trusted = TrustPolicy::allow([/* the identifiers you expect */]);
+///     if let Ok(ch) = limiter.respond_from(from.ip(), stream, &node, trusted, &config).await {
 ///         // ... serve `ch`
 /// #       drop(ch);
 ///     }
@@ -40,29 +54,100 @@ use crate::trust::TrustPolicy;
 #[derive(Clone, Debug)]
 pub struct HandshakeLimiter {
     permits: Arc<Semaphore>,
+    per_source: usize,
+    sources: Sources,
+}
+
+/// Handshakes running per source.
+type Sources = Arc<Mutex<HashMap<Source, usize>>>;
+
+/// What the per-source bound counts by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Source {
+    V4([u8; 4]),
+    V6Prefix([u8; 8]),
+}
+
+impl Source {
+    fn of(ip: IpAddr) -> Source {
+        match ip {
+            IpAddr::V4(v4) => Source::V4(v4.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source::V4(v4.octets()),
+                None => {
+                    let mut prefix = [0u8; 8];
+                    prefix.copy_from_slice(&v6.octets()[..8]);
+                    Source::V6Prefix(prefix)
+                }
+            },
+        }
+    }
 }
 
 /// A slot for one running handshake; the slot is freed on drop.
 #[derive(Debug)]
 pub struct HandshakePermit {
     _permit: OwnedSemaphorePermit,
+    source: Option<(Source, Sources)>,
+}
+
+impl Drop for HandshakePermit {
+    fn drop(&mut self) {
+        if let Some((source, sources)) = self.source.take() {
+            let mut sources = sources.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(n) = sources.get_mut(&source) {
+                *n -= 1;
+                if *n == 0 {
+                    sources.remove(&source);
+                }
+            }
+        }
+    }
 }
 
 impl HandshakeLimiter {
-    /// Allows at most `max` handshakes at the same time.
+    /// Allows at most `max` handshakes at the same time, and at most `max / 8` (at least
+    /// 1) from one source; see [`HandshakeLimiter::per_source`].
     pub fn new(max: usize) -> HandshakeLimiter {
         HandshakeLimiter {
             permits: Arc::new(Semaphore::new(max)),
+            per_source: (max / 8).max(1),
+            sources: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// Takes a slot if one is free.
+    /// Allows at most `n` handshakes at the same time from one source address.
+    pub fn per_source(mut self, n: usize) -> HandshakeLimiter {
+        self.per_source = n;
+        self
+    }
+
+    /// Takes a slot if one is free, without a per-source bound (for streams that have no
+    /// address).
     pub fn try_acquire(&self) -> Option<HandshakePermit> {
-        self.permits
-            .clone()
-            .try_acquire_owned()
-            .ok()
-            .map(|p| HandshakePermit { _permit: p })
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(HandshakePermit {
+            _permit: permit,
+            source: None,
+        })
+    }
+
+    /// Takes a slot for a connection from `source` if one is free and `source` has fewer
+    /// than its share.
+    pub fn try_acquire_from(&self, source: IpAddr) -> Option<HandshakePermit> {
+        let source = Source::of(source);
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = sources.entry(source).or_insert(0);
+        if *n >= self.per_source {
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        *n += 1;
+        drop(sources);
+        Some(HandshakePermit {
+            _permit: permit,
+            source: Some((source, self.sources.clone())),
+        })
     }
 
     /// How many slots are free now.
@@ -71,7 +156,8 @@ impl HandshakeLimiter {
     }
 
     /// Responds to a handshake in a free slot, or fails at once with
-    /// [`ChannelError::Busy`] (dropping `io`) if all slots are taken.
+    /// [`ChannelError::Busy`] (dropping `io`) if all slots are taken. Prefer
+    /// [`HandshakeLimiter::respond_from`] when the stream has a source address.
     pub async fn respond<IO>(
         &self,
         io: IO,
@@ -86,5 +172,71 @@ impl HandshakeLimiter {
             return Err(ChannelError::Busy);
         };
         SecureChannel::respond_with(io, identity, policy, config).await
+    }
+
+    /// Responds to a handshake from `source` in a free slot, or fails at once with
+    /// [`ChannelError::Busy`] (dropping `io`) if all slots, or all of `source`'s share,
+    /// are taken.
+    pub async fn respond_from<IO>(
+        &self,
+        source: IpAddr,
+        io: IO,
+        identity: &Identity,
+        policy: TrustPolicy,
+        config: &ChannelConfig,
+    ) -> Result<SecureChannel<IO>, ChannelError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(_permit) = self.try_acquire_from(source) else {
+            return Err(ChannelError::Busy);
+        };
+        SecureChannel::respond_with(io, identity, policy, config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn one_source_cannot_take_every_slot() {
+        let limiter = HandshakeLimiter::new(16).per_source(4);
+        let flood: IpAddr = Ipv4Addr::new(10, 0, 0, 1).into();
+        let held: Vec<_> = (0..10).filter_map(|_| limiter.try_acquire_from(flood)).collect();
+        assert_eq!(held.len(), 4);
+        assert!(limiter
+            .try_acquire_from(Ipv4Addr::new(10, 0, 0, 2).into())
+            .is_some());
+        drop(held);
+        assert!(limiter.try_acquire_from(flood).is_some());
+        assert!(
+            limiter.sources.lock().unwrap().is_empty(),
+            "counts are cleaned up"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_source_and_mapped_ipv4_is_its_ipv4() {
+        let limiter = HandshakeLimiter::new(16).per_source(1);
+        let a: IpAddr = "2001:db8:1:2::1".parse::<Ipv6Addr>().unwrap().into();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse::<Ipv6Addr>().unwrap().into();
+        let _a = limiter.try_acquire_from(a).unwrap();
+        assert!(limiter.try_acquire_from(b).is_none());
+        let v4: IpAddr = Ipv4Addr::new(192, 0, 2, 1).into();
+        let mapped: IpAddr = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().into();
+        let _v4 = limiter.try_acquire_from(v4).unwrap();
+        assert!(limiter.try_acquire_from(mapped).is_none());
+    }
+
+    #[test]
+    fn the_total_bound_holds_across_sources() {
+        let limiter = HandshakeLimiter::new(3).per_source(3);
+        let held: Vec<_> = (1..=5u8)
+            .filter_map(|i| limiter.try_acquire_from(Ipv4Addr::new(10, 0, 0, i).into()))
+            .collect();
+        assert_eq!(held.len(), 3);
+        assert_eq!(limiter.available(), 0);
     }
 }
