@@ -121,12 +121,12 @@ fn handshake_parts() {
         std::hint::black_box(MontgomeryPoint::mul_base_clamped(std::hint::black_box([7; 32])));
     });
     let id = Identity::generate();
-    let payload = actor_secure::wire::HandshakePayload::sign(&id, &[1; 32], u64::MAX);
+    let payload = actor_secure::wire::HandshakePayload::sign(&id, &[1; 32], 1_000);
     let sign = time(&mut || {
         std::hint::black_box(actor_secure::wire::HandshakePayload::sign(
             &id,
             &[1; 32],
-            u64::MAX,
+            1_000,
         ));
     });
     let bytes = payload.encode();
