@@ -2,6 +2,7 @@
 
 mod cipher;
 pub(crate) mod handshake;
+mod resolver;
 mod transport;
 
 use std::sync::Arc;

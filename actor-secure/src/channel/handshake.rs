@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 use super::cipher::CipherState;
+use super::resolver::ZeroizingResolver;
 use super::ChannelConfig;
 use crate::agent::unix_secs;
 use crate::error::{ChannelError, HandshakeError};
@@ -58,7 +59,8 @@ impl Keys {
 
     fn build(&self, initiator: bool) -> Result<HandshakeState, HandshakeError> {
         let params = NOISE_PARAMS.parse().map_err(|_| HandshakeError::Noise)?;
-        let mut builder = snow::Builder::new(params)
+        // Our resolver wipes the keys snow copies into its heap blocks (see resolver.rs).
+        let mut builder = snow::Builder::with_resolver(params, Box::new(ZeroizingResolver))
             .local_private_key(self.static_private.as_ref())
             .and_then(|b| b.prologue(PROLOGUE))
             .map_err(|_| HandshakeError::Noise)?;
