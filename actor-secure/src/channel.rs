@@ -366,13 +366,20 @@ where
 
     /// Sets the next send and receive nonces. Only for tests of nonce exhaustion: any
     /// other use breaks the channel.
+    ///
+    /// Exists only with the `test-util` feature of `actor-secure`: off by default, so a
+    /// user's build has it only if it asks for it. This crate's own tests turn it on
+    /// through a dev-dependency on itself.
+    #[cfg(any(test, feature = "test-util"))]
     #[doc(hidden)]
     pub fn set_nonces_for_testing(&mut self, send: u64, recv: u64) {
         self.tx.set_nonce(send);
         self.rx.set_nonce(recv);
     }
 
-    /// The next send and receive nonces (for tests).
+    /// The next send and receive nonces (for tests). Only with the `test-util` feature,
+    /// like [`SecureChannel::set_nonces_for_testing`].
+    #[cfg(any(test, feature = "test-util"))]
     #[doc(hidden)]
     pub fn nonces_for_testing(&self) -> (u64, u64) {
         (self.tx.nonce(), self.rx.nonce())

@@ -46,6 +46,7 @@ impl CipherState {
         self.n
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn set_nonce(&mut self, n: u64) {
         self.n = n;
     }

@@ -117,10 +117,12 @@ impl Sender {
         }
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn nonce(&self) -> u64 {
         self.cipher.nonce()
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn set_nonce(&mut self, n: u64) {
         self.cipher.set_nonce(n);
     }
@@ -435,10 +437,12 @@ impl Receiver {
         }
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn set_nonce(&mut self, n: u64) {
         self.cipher.set_nonce(n);
     }
 
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn nonce(&self) -> u64 {
         self.cipher.nonce()
     }
