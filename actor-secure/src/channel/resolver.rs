@@ -31,25 +31,26 @@
 //! # What is not wiped (residue)
 //!
 //! - snow keeps the chaining key `ck` and the handshake hash `h` inline in its
-//!   `SymmetricState` (`symmetricstate.rs`, a `Copy` struct also copied for rollback on a
-//!   failed message). They live wherever the `HandshakeState` lives: inside the handshake
-//!   future, i.e. on the heap of a spawned task, and are freed unwiped. No snow API lets
-//!   us overwrite them.
+//!   `SymmetricState` (`symmetricstate.rs`; a `Copy` struct that `write_message` and
+//!   `read_message` also copy to the stack for rollback). They live wherever the
+//!   `HandshakeState` lives: inside the handshake future, i.e. on the heap of a spawned
+//!   task, plus the copies left behind when it is moved, and are freed unwiped. No snow
+//!   API lets us overwrite them. `h` only hashes the public transcript; `ck` is secret.
 //! - Stack temporaries, in snow and in the crates below it: the DH output (`dh_out`), the
-//!   HKDF/HMAC pads and intermediate keys (the default `Hash::hmac`/`Hash::hkdf`), the
-//!   split keys returned by `dangerously_get_raw_split`, the by-value copies of the
-//!   private key that `MontgomeryPoint::mul_clamped` takes, and the BLAKE2s state. Stack
-//!   memory is reused quickly by the same thread but is not wiped.
-//! - snow's `Toggle` and `CipherStates` keep public keys and unused (all-zero) keys; those
-//!   are not secret.
+//!   HMAC pads and HKDF intermediate keys (snow's default `Hash::hmac`/`Hash::hkdf`), the
+//!   handshake cipher keys on their way into [`ChaChaPoly::set`], the split keys returned
+//!   by `dangerously_get_raw_split`, the by-value copies of a private key that
+//!   `MontgomeryPoint::mul_clamped`/`mul_base_clamped` take, and the BLAKE2s and Poly1305
+//!   states. Stack memory is soon reused by the same thread but is not wiped.
+//! - The peer's public keys (`rs`, `re`) are kept unwiped; they are not secret.
 //!
 //! An attacker who can read freed heap memory after a handshake can therefore still find
-//! `ck` and, from it, derive both transport keys of *that one channel*: the confidentiality
-//! and integrity of that channel's traffic are lost. They no longer find the channel's
-//! static private key, which is what impersonation needs (with the peer's signed binding);
-//! other channels are unaffected because every channel has fresh keys. Reading live memory
-//! or the stack of a running process (a debugger, a core dump) is outside what this
-//! protects against.
+//! `ck` and, from it, derive both transport keys of *that one channel*: its traffic is no
+//! longer confidential to them (and, on the path, they could forge it). They no longer
+//! find the channel's static private key, which impersonation needs together with the
+//! victim's signed binding; other channels are unaffected because every channel has fresh
+//! keys. Reading live memory or the stack of a running process (a debugger, a core dump)
+//! is outside what this protects against.
 //!
 //! [`ChannelConfig::binding_validity`]: crate::ChannelConfig::binding_validity
 
