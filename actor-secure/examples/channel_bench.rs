@@ -123,11 +123,7 @@ fn handshake_parts() {
     let id = Identity::generate();
     let payload = actor_secure::wire::HandshakePayload::sign(&id, &[1; 32], 1_000);
     let sign = time(&mut || {
-        std::hint::black_box(actor_secure::wire::HandshakePayload::sign(
-            &id,
-            &[1; 32],
-            1_000,
-        ));
+        std::hint::black_box(actor_secure::wire::HandshakePayload::sign(&id, &[1; 32], 1_000));
     });
     let bytes = payload.encode();
     let verify = time(&mut || {

@@ -121,15 +121,17 @@ impl ChannelConfig {
     }
 
     /// If nothing at all (not even a keepalive) arrives for `d` (default 120 s), `recv()`
-    /// fails with [`ChannelError::IdleTimeout`]. Keep it well above the peer's
-    /// [`keepalive_interval`](Self::keepalive_interval).
+    /// fails with [`ChannelError::IdleTimeout`]. (It is checked every `d`, so a silent
+    /// peer is found between `d` and `2d` after its last frame.) Keep it at least twice
+    /// the peer's [`keepalive_interval`](Self::keepalive_interval).
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = d;
         self
     }
 
-    /// After `d` (default 30 s) without sending anything, a [`SecureChannel`] waiting in
-    /// `recv()` sends a keepalive, so that a quiet but live channel never looks idle to
+    /// A [`SecureChannel`] waiting in `recv()` checks every `d` (default 30 s) whether it
+    /// has sent anything since the last check, and sends a keepalive if not (so between
+    /// `d` and `2d` after its last write): a quiet but live channel never looks idle to
     /// the peer. A split channel's writer sends one when you call
     /// [`ChannelWriter::keepalive`].
     pub fn keepalive_interval(mut self, d: Duration) -> Self {
@@ -329,7 +331,7 @@ where
             let due = self.tx.keepalive_due();
             match self.rx.recv(&mut self.io, due).await? {
                 Received::Message(msg) => return Ok(msg),
-                Received::KeepaliveDue => self.tx.keepalive(&mut self.io).await?,
+                Received::KeepaliveDue => self.tx.keepalive_if_quiet(&mut self.io).await?,
             }
         }
     }

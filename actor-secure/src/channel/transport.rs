@@ -12,11 +12,13 @@
 
 use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::cipher::{CipherState, DATA_NONCE_LIMIT};
 use super::ChannelConfig;
@@ -55,9 +57,19 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// Runs a write-side operation under the writer's deadline.
-async fn before<T>(at: Option<Instant>, op: impl Future<Output = io::Result<T>>) -> Result<T, ChannelError> {
-    match at {
+/// Runs a write-side operation under the writer's deadline. The deadline (and a timer)
+/// only comes into being when the operation cannot finish at once; it is kept in `slot`
+/// until the write under way completes, so a cancelled and repeated call keeps it.
+async fn before<T>(
+    slot: &mut Option<Option<Instant>>,
+    timeout: Duration,
+    op: impl Future<Output = io::Result<T>>,
+) -> Result<T, ChannelError> {
+    let mut op = std::pin::pin!(op);
+    if let Poll::Ready(done) = std::future::poll_fn(|cx| Poll::Ready(op.as_mut().poll(cx))).await {
+        return Ok(done?);
+    }
+    match *slot.get_or_insert_with(|| deadline_after(timeout)) {
         Some(at) => match tokio::time::timeout_at(at, op).await {
             Ok(done) => Ok(done?),
             Err(_) => Err(ChannelError::WriteTimeout),
@@ -91,8 +103,10 @@ pub(crate) struct Sender {
     /// Set while a write is under way; kept across a cancelled call.
     write_deadline: Option<Option<Instant>>,
     keepalive_interval: Duration,
-    /// When the last write reached the stream.
-    last_sent: Instant,
+    /// When we last checked whether a keepalive was needed (or sent one).
+    keepalive_checked: Instant,
+    /// Whether anything reached the stream since then.
+    sent_since_keepalive_check: bool,
     keepalive_queued: bool,
     state: State,
 }
@@ -111,7 +125,8 @@ impl Sender {
             write_timeout: config.write_timeout,
             write_deadline: None,
             keepalive_interval: config.keepalive_interval,
-            last_sent: Instant::now(),
+            keepalive_checked: Instant::now(),
+            sent_since_keepalive_check: false,
             keepalive_queued: false,
             state: State::Open,
         }
@@ -249,12 +264,6 @@ impl Sender {
         }
     }
 
-    /// The deadline of the write under way, started now if none is.
-    fn write_deadline(&mut self) -> Option<Instant> {
-        let timeout = self.write_timeout;
-        *self.write_deadline.get_or_insert_with(|| deadline_after(timeout))
-    }
-
     /// Writes the sealed part of the buffer. Resumable: a cancelled call leaves `written`
     /// where the stream is, and the next call goes on from there. The whole buffer must
     /// reach the stream within the write timeout (a peer that stops reading cannot hold
@@ -263,9 +272,13 @@ impl Sender {
         if self.written == self.buf.len() {
             return Ok(());
         }
-        let at = self.write_deadline();
         while self.written < self.buf.len() {
-            let n = before(at, io.write(&self.buf[self.written..])).await?;
+            let n = before(
+                &mut self.write_deadline,
+                self.write_timeout,
+                io.write(&self.buf[self.written..]),
+            )
+            .await?;
             if n == 0 {
                 return Err(io::Error::from(io::ErrorKind::WriteZero).into());
             }
@@ -274,7 +287,7 @@ impl Sender {
         self.buf.clear();
         self.written = 0;
         self.write_deadline = None;
-        self.last_sent = Instant::now();
+        self.sent_since_keepalive_check = true;
         self.keepalive_queued = false;
         Ok(())
     }
@@ -285,8 +298,7 @@ impl Sender {
         let result = async {
             self.seal(false)?;
             self.write_out(io).await?;
-            let at = self.write_deadline();
-            before(at, io.flush()).await?;
+            before(&mut self.write_deadline, self.write_timeout, io.flush()).await?;
             self.write_deadline = None;
             Ok(())
         }
@@ -297,12 +309,27 @@ impl Sender {
         result
     }
 
-    /// When a keepalive is due if nothing else is sent before, or `None` if never.
+    /// When to check next whether a keepalive is needed, or `None` if never.
     pub(crate) fn keepalive_due(&self) -> Option<Instant> {
         if self.state != State::Open {
             return None;
         }
-        self.last_sent.checked_add(self.keepalive_interval)
+        self.keepalive_checked.checked_add(self.keepalive_interval)
+    }
+
+    /// At the time [`Sender::keepalive_due`] gave: sends a keepalive if nothing was sent
+    /// since the last check. (Tracking a flag instead of the time of every write keeps
+    /// the clock off the hot path; the price is that a quiet sender's keepalive goes out
+    /// between one and two intervals after its last write.)
+    pub(crate) async fn keepalive_if_quiet<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+    ) -> Result<(), ChannelError> {
+        if std::mem::take(&mut self.sent_since_keepalive_check) {
+            self.keepalive_checked = Instant::now();
+            return Ok(());
+        }
+        self.keepalive(io).await
     }
 
     /// Sends a keepalive record (and anything fed before it).
@@ -313,7 +340,10 @@ impl Sender {
             self.push_record(RecordKind::Keepalive, &[])?;
             self.keepalive_queued = true;
         }
-        self.flush(io).await
+        self.flush(io).await?;
+        self.sent_since_keepalive_check = false;
+        self.keepalive_checked = Instant::now();
+        Ok(())
     }
 
     /// Sends the authenticated close and shuts the stream's write side.
@@ -323,9 +353,8 @@ impl Sender {
             self.push_record(RecordKind::Close, &[])?;
             self.seal(true)?;
             self.write_out(io).await?;
-            let at = self.write_deadline();
-            before(at, io.flush()).await?;
-            before(at, io.shutdown()).await?;
+            before(&mut self.write_deadline, self.write_timeout, io.flush()).await?;
+            before(&mut self.write_deadline, self.write_timeout, io.shutdown()).await?;
             Ok(())
         }
         .await;
@@ -373,8 +402,14 @@ pub(crate) struct Receiver {
     frame_deadline: Option<Instant>,
     /// The message being assembled must be complete by then.
     message_deadline: Option<Instant>,
-    /// Some frame must arrive by then.
+    /// Some frame must arrive by then, unless one arrived since the deadline was set:
+    /// then it moves on by the idle timeout (a flag per frame instead of reading the
+    /// clock per frame, so a peer is found idle between one and two idle timeouts after
+    /// its last frame).
     idle_deadline: Option<Instant>,
+    received_since_idle_check: bool,
+    /// Fires at or before the earliest deadline; created on first use.
+    timer: Option<Pin<Box<Sleep>>>,
     state: State,
 }
 
@@ -433,6 +468,8 @@ impl Receiver {
             frame_deadline: None,
             message_deadline: None,
             idle_deadline: deadline_after(config.idle_timeout),
+            received_since_idle_check: false,
+            timer: None,
             state: State::Open,
         }
     }
@@ -501,7 +538,7 @@ impl Receiver {
                 .decrypt(text, tag)
                 .map_err(|_| ChannelError::Decrypt)?;
             // An authentic frame, whatever it holds, proves the peer alive.
-            self.idle_deadline = deadline_after(self.idle_timeout);
+            self.received_since_idle_check = true;
             self.pending_own = if own { bytes.len() } else { 0 };
             bytes.truncate(text_len);
             self.pending = bytes.freeze();
@@ -562,24 +599,51 @@ impl Receiver {
             None
         };
         let stall = earliest(self.frame_deadline, message);
-        let at = earliest(earliest(stall, self.idle_deadline), keepalive_at);
-        let read = read_more(io, &mut self.buf, &mut self.big, self.big_len);
-        let read = match at {
-            Some(at) => match tokio::time::timeout_at(at, read).await {
-                Ok(read) => read,
-                Err(_) => {
-                    let now = Instant::now();
-                    let passed = |d: Option<Instant>| d.is_some_and(|d| d <= now);
-                    if passed(stall) {
-                        return Err(ChannelError::Timeout);
-                    }
-                    if passed(self.idle_deadline) {
-                        return Err(ChannelError::IdleTimeout);
-                    }
-                    return Ok(false);
+        let mut read = std::pin::pin!(read_more(io, &mut self.buf, &mut self.big, self.big_len));
+        let read = loop {
+            let Some(at) = earliest(earliest(stall, self.idle_deadline), keepalive_at) else {
+                break read.as_mut().await;
+            };
+            // One timer per channel, moved only when it must fire earlier. Deadlines
+            // mostly move later, so a timer armed too early just fires, finds nothing
+            // due and is moved on: a timer registration now and then instead of one per
+            // read.
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if timer.deadline() > at {
+                timer.as_mut().reset(at);
+            }
+            let woke = std::future::poll_fn(|cx| {
+                if let Poll::Ready(done) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Some(done));
                 }
-            },
-            None => read.await,
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            let Some(done) = woke else {
+                let now = Instant::now();
+                if now < at {
+                    timer.as_mut().reset(at);
+                    continue;
+                }
+                let passed = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+                if passed(stall) {
+                    return Err(ChannelError::Timeout);
+                }
+                if passed(self.idle_deadline) {
+                    if std::mem::take(&mut self.received_since_idle_check) {
+                        self.idle_deadline = deadline_after(self.idle_timeout);
+                        continue;
+                    }
+                    return Err(ChannelError::IdleTimeout);
+                }
+                return Ok(false);
+            };
+            break done;
         };
         match read? {
             0 => Err(ChannelError::ConnectionLost),
