@@ -237,7 +237,7 @@ where
         policy: TrustPolicy,
         config: &ChannelConfig,
     ) -> Result<Self, ChannelError> {
-        Self::open(io, identity, policy, config, true).await
+        Self::open(io, identity, policy, config, true, None).await
     }
 
     /// [`SecureChannel::respond`] with a [`ChannelConfig`].
@@ -247,7 +247,19 @@ where
         policy: TrustPolicy,
         config: &ChannelConfig,
     ) -> Result<Self, ChannelError> {
-        Self::open(io, identity, policy, config, false).await
+        Self::open(io, identity, policy, config, false, None).await
+    }
+
+    /// A responder that asks `gate` for a permit once the peer's first message is in,
+    /// before any expensive work (see [`crate::HandshakeLimiter`]).
+    pub(crate) async fn respond_gated(
+        io: IO,
+        identity: &Identity,
+        policy: TrustPolicy,
+        config: &ChannelConfig,
+        gate: handshake::Gate<'_>,
+    ) -> Result<Self, ChannelError> {
+        Self::open(io, identity, policy, config, false, Some(gate)).await
     }
 
     async fn open(
@@ -256,6 +268,7 @@ where
         policy: TrustPolicy,
         config: &ChannelConfig,
         initiator: bool,
+        gate: Option<handshake::Gate<'_>>,
     ) -> Result<Self, ChannelError> {
         // The slot is taken before any work, and held until the channel is dropped.
         let Some(slot) = config.limits.try_open() else {
@@ -268,7 +281,7 @@ where
                 limit: config.limits.max_channels(),
             });
         };
-        let done = handshake::run(&mut io, identity, &policy, config, initiator).await;
+        let done = handshake::run(&mut io, identity, &policy, config, initiator, gate).await;
         let est = match done {
             Ok(est) => est,
             Err(e) => {

@@ -53,13 +53,56 @@ use crate::trust::TrustPolicy;
 /// ```
 #[derive(Clone, Debug)]
 pub struct HandshakeLimiter {
+    /// Handshakes past the peer's first message: the expensive part.
+    active: Pool,
+    /// Connections waiting for their first message: cheap, but each holds a socket and
+    /// a task, for at most the first-message timeout.
+    waiting: Pool,
+}
+
+/// Handshakes running per source.
+type Sources = Arc<Mutex<HashMap<Source, usize>>>;
+
+/// A bounded set of slots, in total and per source.
+#[derive(Clone, Debug)]
+struct Pool {
     permits: Arc<Semaphore>,
     per_source: usize,
     sources: Sources,
 }
 
-/// Handshakes running per source.
-type Sources = Arc<Mutex<HashMap<Source, usize>>>;
+impl Pool {
+    fn new(max: usize, per_source: usize) -> Pool {
+        Pool {
+            permits: Arc::new(Semaphore::new(max)),
+            per_source,
+            sources: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn try_take(&self, source: Option<IpAddr>) -> Option<HandshakePermit> {
+        let Some(ip) = source else {
+            let permit = self.permits.clone().try_acquire_owned().ok()?;
+            return Some(HandshakePermit {
+                _permit: permit,
+                source: None,
+            });
+        };
+        let source = Source::of(ip);
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = sources.entry(source).or_insert(0);
+        if *n >= self.per_source {
+            return None;
+        }
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        *n += 1;
+        drop(sources);
+        Some(HandshakePermit {
+            _permit: permit,
+            source: Some((source, self.sources.clone())),
+        })
+    }
+}
 
 /// What the per-source bound counts by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,7 +127,8 @@ impl Source {
     }
 }
 
-/// A slot for one running handshake; the slot is freed on drop.
+/// A slot for one running handshake (or one connection waiting for its first message);
+/// the slot is freed on drop.
 #[derive(Debug)]
 pub struct HandshakePermit {
     _permit: OwnedSemaphorePermit,
@@ -105,58 +149,67 @@ impl Drop for HandshakePermit {
     }
 }
 
+/// How many more connections may wait for their first message than handshakes may run.
+const WAITING_FACTOR: usize = 16;
+
 impl HandshakeLimiter {
-    /// Allows at most `max` handshakes at the same time, and at most `max / 8` (at least
-    /// 1) from one source; see [`HandshakeLimiter::per_source`].
+    /// Allows at most `max` handshakes past the peer's first message at the same time,
+    /// and at most `max / 8` (at least 1) from one source; see
+    /// [`HandshakeLimiter::per_source`]. Up to 16 times as many connections may wait for
+    /// their first message (each for at most
+    /// [`ChannelConfig::first_message_timeout`]); see
+    /// [`HandshakeLimiter::max_waiting`].
     pub fn new(max: usize) -> HandshakeLimiter {
+        let per_source = (max / 8).max(1);
         HandshakeLimiter {
-            permits: Arc::new(Semaphore::new(max)),
-            per_source: (max / 8).max(1),
-            sources: Arc::new(Mutex::new(HashMap::new())),
+            active: Pool::new(max, per_source),
+            waiting: Pool::new(
+                max.saturating_mul(WAITING_FACTOR),
+                per_source.saturating_mul(WAITING_FACTOR),
+            ),
         }
     }
 
-    /// Allows at most `n` handshakes at the same time from one source address.
+    /// Allows at most `n` handshakes past the first message at the same time from one
+    /// source address, and 16 times as many connections from it waiting for their
+    /// first message.
     pub fn per_source(mut self, n: usize) -> HandshakeLimiter {
-        self.per_source = n;
+        self.active.per_source = n;
+        self.waiting.per_source = n.saturating_mul(WAITING_FACTOR);
         self
     }
 
-    /// Takes a slot if one is free, without a per-source bound (for streams that have no
-    /// address).
+    /// Allows at most `n` connections waiting for their first handshake message at the
+    /// same time (default 16 times the handshake bound). A connection that never speaks
+    /// only ever takes one of these, never a handshake slot.
+    pub fn max_waiting(mut self, n: usize) -> HandshakeLimiter {
+        self.waiting = Pool {
+            permits: Arc::new(Semaphore::new(n)),
+            ..self.waiting
+        };
+        self
+    }
+
+    /// Takes a handshake slot if one is free, without a per-source bound (for streams
+    /// that have no address).
     pub fn try_acquire(&self) -> Option<HandshakePermit> {
-        let permit = self.permits.clone().try_acquire_owned().ok()?;
-        Some(HandshakePermit {
-            _permit: permit,
-            source: None,
-        })
+        self.active.try_take(None)
     }
 
-    /// Takes a slot for a connection from `source` if one is free and `source` has fewer
-    /// than its share.
+    /// Takes a handshake slot for a connection from `source` if one is free and
+    /// `source` has fewer than its share.
     pub fn try_acquire_from(&self, source: IpAddr) -> Option<HandshakePermit> {
-        let source = Source::of(source);
-        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
-        let n = sources.entry(source).or_insert(0);
-        if *n >= self.per_source {
-            return None;
-        }
-        let permit = self.permits.clone().try_acquire_owned().ok()?;
-        *n += 1;
-        drop(sources);
-        Some(HandshakePermit {
-            _permit: permit,
-            source: Some((source, self.sources.clone())),
-        })
+        self.active.try_take(Some(source))
     }
 
-    /// How many slots are free now.
+    /// How many handshake slots are free now.
     pub fn available(&self) -> usize {
-        self.permits.available_permits()
+        self.active.permits.available_permits()
     }
 
-    /// Responds to a handshake in a free slot, or fails at once with
-    /// [`ChannelError::Busy`] (dropping `io`) if all slots are taken. Prefer
+    /// Responds to a handshake, or fails with [`ChannelError::Busy`] (dropping `io`)
+    /// when too many connections wait for their first message, or when the first
+    /// message is in but all handshake slots are taken. Prefer
     /// [`HandshakeLimiter::respond_from`] when the stream has a source address.
     pub async fn respond<IO>(
         &self,
@@ -168,15 +221,11 @@ impl HandshakeLimiter {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some(_permit) = self.try_acquire() else {
-            return Err(ChannelError::Busy);
-        };
-        SecureChannel::respond_with(io, identity, policy, config).await
+        self.respond_inner(None, io, identity, policy, config).await
     }
 
-    /// Responds to a handshake from `source` in a free slot, or fails at once with
-    /// [`ChannelError::Busy`] (dropping `io`) if all slots, or all of `source`'s share,
-    /// are taken.
+    /// [`HandshakeLimiter::respond`] for a connection from `source`, which also counts
+    /// against that source's share of both bounds.
     pub async fn respond_from<IO>(
         &self,
         source: IpAddr,
@@ -188,10 +237,54 @@ impl HandshakeLimiter {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some(_permit) = self.try_acquire_from(source) else {
+        self.respond_inner(Some(source), io, identity, policy, config)
+            .await
+    }
+
+    /// A slot to wait for the first message in, if one is free.
+    pub(crate) fn try_wait(&self, source: Option<IpAddr>) -> Option<HandshakePermit> {
+        self.waiting.try_take(source)
+    }
+
+    pub(crate) async fn respond_inner<IO>(
+        &self,
+        source: Option<IpAddr>,
+        io: IO,
+        identity: &Identity,
+        policy: TrustPolicy,
+        config: &ChannelConfig,
+    ) -> Result<SecureChannel<IO>, ChannelError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(waiting) = self.try_wait(source) else {
             return Err(ChannelError::Busy);
         };
-        SecureChannel::respond_with(io, identity, policy, config).await
+        self.respond_waiting(waiting, source, io, identity, policy, config)
+            .await
+    }
+
+    /// Responds on a connection that already holds a waiting slot: the slot is given
+    /// back when the first message is in, and a handshake slot taken instead.
+    pub(crate) async fn respond_waiting<IO>(
+        &self,
+        waiting: HandshakePermit,
+        source: Option<IpAddr>,
+        io: IO,
+        identity: &Identity,
+        policy: TrustPolicy,
+        config: &ChannelConfig,
+    ) -> Result<SecureChannel<IO>, ChannelError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut waiting = Some(waiting);
+        let active = &self.active;
+        let mut gate = move || {
+            drop(waiting.take());
+            active.try_take(source)
+        };
+        SecureChannel::respond_gated(io, identity, policy, config, &mut gate).await
     }
 }
 
@@ -228,6 +321,22 @@ mod tests {
         let mapped: IpAddr = Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().into();
         let _v4 = limiter.try_acquire_from(v4).unwrap();
         assert!(limiter.try_acquire_from(mapped).is_none());
+    }
+
+    #[test]
+    fn connections_waiting_for_their_first_message_have_their_own_larger_bound() {
+        let limiter = HandshakeLimiter::new(8).per_source(1);
+        let flood: IpAddr = Ipv4Addr::new(10, 0, 0, 1).into();
+        let waiting: Vec<_> = (0..100).filter_map(|_| limiter.try_wait(Some(flood))).collect();
+        assert_eq!(waiting.len(), 16, "16 times the per-source handshake bound");
+        // None of them took a handshake slot.
+        assert_eq!(limiter.available(), 8);
+        assert!(limiter.try_acquire_from(flood).is_some());
+        let small = HandshakeLimiter::new(8).max_waiting(3);
+        let held: Vec<_> = (1..=5u8)
+            .filter_map(|i| small.try_wait(Some(Ipv4Addr::new(10, 0, 1, i).into())))
+            .collect();
+        assert_eq!(held.len(), 3);
     }
 
     #[test]

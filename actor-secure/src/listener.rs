@@ -51,15 +51,17 @@ impl ListenerConfig {
         self
     }
 
-    /// At most `n` handshakes run at once (default 64); further connections are closed
-    /// at once.
+    /// At most `n` handshakes past the first message run at once (default 64), and 16
+    /// times as many connections may wait for their first message; further connections
+    /// are closed at once.
     pub fn max_handshakes(mut self, n: usize) -> Self {
         self.max_handshakes = n;
         self
     }
 
-    /// At most `n` handshakes run at once from one source address (default 8; an IPv6
-    /// /64 is one source).
+    /// At most `n` handshakes run at once from one source address, and 16 times as many
+    /// of its connections may wait for their first message (default 8; an IPv6 /64 is
+    /// one source).
     pub fn per_source(mut self, n: usize) -> Self {
         self.per_source = n;
         self
@@ -77,9 +79,10 @@ impl ListenerConfig {
 ///
 /// - each handshake runs in a task of its own, so a slow or silent client never delays
 ///   the next one;
-/// - handshakes are bounded in total and per source address ([`HandshakeLimiter`]),
-///   and a connection that says nothing is dropped after
-///   [`ChannelConfig::first_message_timeout`];
+/// - handshakes are bounded in total and per source address ([`HandshakeLimiter`]);
+///   a connection that says nothing waits in a separate, larger pool and is dropped
+///   after [`ChannelConfig::first_message_timeout`], so silent connections never take
+///   a handshake slot;
 /// - open channels count against the process's [`ChannelLimits`](crate::ChannelLimits);
 /// - only peers the [`TrustPolicy`] accepts come out of [`accept`](Self::accept).
 ///
@@ -208,15 +211,19 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(permit) = limiter.try_acquire_from(from.ip()) else {
-            tracing::debug!(%from, "secure listener: too many handshakes, connection dropped");
+        // A connection first waits for its first message in a cheap, plentiful slot;
+        // only then does it compete for one of the handshake slots.
+        let Some(waiting) = limiter.try_wait(Some(from.ip())) else {
+            tracing::debug!(%from, "secure listener: too many connections waiting, dropped");
             continue;
         };
         let _ = stream.set_nodelay(true);
         let (identity, policy, channel, tx) = (identity.clone(), policy.clone(), channel.clone(), tx.clone());
+        let limiter = limiter.clone();
         handshakes.spawn(async move {
-            let result = SecureChannel::respond_with(stream, &identity, policy, &channel).await;
-            drop(permit);
+            let result = limiter
+                .respond_waiting(waiting, Some(from.ip()), stream, &identity, policy, &channel)
+                .await;
             match result {
                 Ok(ch) => {
                     // Waits while the backlog is full; the channel holds its slot in the

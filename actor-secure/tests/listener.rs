@@ -74,6 +74,28 @@ async fn a_silent_flood_from_one_source_does_not_starve_other_clients() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_from_the_clients_own_address_do_not_take_handshake_slots() {
+    // The attack as reported: 64 silent connections (as many as there are handshake
+    // slots), here from the very address the honest client uses.
+    let client = Identity::generate();
+    let (addr, server) = echo_server(
+        TrustPolicy::allow([client.identifier()]),
+        ListenerConfig::default(),
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..64 {
+        silent.push(connect_from([127, 0, 0, 1], addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..20 {
+        let done = tokio::time::timeout(Duration::from_secs(5), round_trip(addr, &client, &server)).await;
+        assert!(matches!(done, Ok(Ok(()))), "honest client {i} failed: {done:?}");
+    }
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untrusted_peers_never_come_out_of_accept() {
     let (good, bad) = (Identity::generate(), Identity::generate());
     let server = Arc::new(Identity::generate());

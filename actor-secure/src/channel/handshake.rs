@@ -283,6 +283,11 @@ fn admit(peer: &PublicIdentity, identity: &Identity, policy: &TrustPolicy) -> Re
     Ok(())
 }
 
+/// Decides, once a responder has the peer's first message, whether to spend the work of
+/// a handshake on it: returns what to hold while the handshake runs, or `None` to drop
+/// the connection as [`ChannelError::Busy`].
+pub(crate) type Gate<'a> = &'a mut (dyn FnMut() -> Option<crate::limiter::HandshakePermit> + Send);
+
 /// Runs the handshake over `io` within the configured timeouts.
 pub(crate) async fn run<IO>(
     io: &mut IO,
@@ -290,6 +295,7 @@ pub(crate) async fn run<IO>(
     policy: &TrustPolicy,
     config: &ChannelConfig,
     initiator: bool,
+    gate: Option<Gate<'_>>,
 ) -> Result<Established, ChannelError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -309,6 +315,10 @@ where
             // Nothing costly (key generation, signing) until the peer has spoken, and
             // only a short wait for it to do so.
             let msg1 = within(config.first_message_timeout, read_msg(io, MSG1_LEN)).await?;
+            let _permit = match gate {
+                Some(gate) => Some(gate().ok_or(ChannelError::Busy)?),
+                None => None,
+            };
             let mut m = Responder::new(identity, Keys::fresh(), expires_at())?;
             m.read_msg1(&msg1)?;
             write_msg(io, &m.write_msg2()?).await?;
