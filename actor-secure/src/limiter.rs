@@ -305,7 +305,7 @@ mod tests {
         drop(held);
         assert!(limiter.try_acquire_from(flood).is_some());
         assert!(
-            limiter.sources.lock().unwrap().is_empty(),
+            limiter.active.sources.lock().unwrap().is_empty(),
             "counts are cleaned up"
         );
     }

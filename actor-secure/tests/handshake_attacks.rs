@@ -366,16 +366,26 @@ async fn a_slow_drip_handshake_times_out() {
     drip.abort();
 }
 
+/// A first handshake message (an ordinary ephemeral key) on `c`, then silence.
+async fn msg1_then_silence(c: &mut tokio::io::DuplexStream) {
+    use tokio::io::AsyncWriteExt;
+    let mut msg1 = vec![0, 32];
+    msg1.extend_from_slice(&Identity::generate().public().to_bytes()[..]);
+    msg1[2] = 9; // any key that is not of small order
+    c.write_all(&msg1).await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn half_open_handshakes_are_bounded_and_freed_by_the_timeout() {
     let bob = std::sync::Arc::new(Identity::generate());
     let limiter = HandshakeLimiter::new(2);
     let config = ChannelConfig::default().handshake_timeout(Duration::from_secs(5));
-    let mut idle_clients = Vec::new();
+    let mut stalled_clients = Vec::new();
     let mut running = Vec::new();
     for _ in 0..2 {
-        let (c, s) = tokio::io::duplex(1024);
-        idle_clients.push(c); // connects, never speaks
+        let (mut c, s) = tokio::io::duplex(1024);
+        msg1_then_silence(&mut c).await; // starts a handshake, never finishes it
+        stalled_clients.push(c);
         let (bob, limiter, config) = (bob.clone(), limiter.clone(), config.clone());
         running.push(tokio::spawn(async move {
             limiter
@@ -384,15 +394,51 @@ async fn half_open_handshakes_are_bounded_and_freed_by_the_timeout() {
                 .map(drop)
         }));
     }
-    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(limiter.available(), 0);
-    let (_c, s) = tokio::io::duplex(1024);
+    let (mut c, s) = tokio::io::duplex(1024);
+    msg1_then_silence(&mut c).await;
     let third = limiter.respond(s, &bob, TrustPolicy::any(), &config).await;
-    assert!(matches!(third, Err(ChannelError::Busy)));
+    assert!(matches!(third, Err(ChannelError::Busy)), "{third:?}");
     for r in running {
-        assert!(matches!(r.await.unwrap(), Err(ChannelError::Timeout)));
+        let r = r.await.unwrap();
+        assert!(matches!(r, Err(ChannelError::Timeout)), "{r:?}");
     }
     assert_eq!(limiter.available(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_connections_wait_without_taking_handshake_slots() {
+    let bob = std::sync::Arc::new(Identity::generate());
+    let limiter = HandshakeLimiter::new(2);
+    let mut idle_clients = Vec::new();
+    let mut running = Vec::new();
+    for _ in 0..10 {
+        let (c, s) = tokio::io::duplex(1024);
+        idle_clients.push(c); // connects, never speaks
+        let (bob, limiter) = (bob.clone(), limiter.clone());
+        running.push(tokio::spawn(async move {
+            limiter
+                .respond(s, &bob, TrustPolicy::any(), &ChannelConfig::default())
+                .await
+                .map(drop)
+        }));
+    }
+    tokio::task::yield_now().await;
+    assert_eq!(
+        limiter.available(),
+        2,
+        "silent connections hold no handshake slot"
+    );
+    let started = tokio::time::Instant::now();
+    for r in running {
+        let r = r.await.unwrap();
+        assert!(matches!(r, Err(ChannelError::Timeout)), "{r:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "dropped after the first-message timeout"
+    );
 }
 
 #[tokio::test]
