@@ -112,7 +112,7 @@ impl HandshakePayload {
     /// Checks that the payload's identity signed `noise_static` (the key the handshake
     /// authenticated), that the signature has not expired at `now` (Unix seconds), and
     /// that it does not claim to stay valid for more than
-    /// [`MAX_BINDING_VALIDITY`](crate::MAX_BINDING_VALIDITY).
+    /// [`MAX_BINDING_VALIDITY`].
     pub fn verify(&self, noise_static: &[u8; 32], now: u64) -> Result<(), HandshakeError> {
         let body = Self::body(noise_static, self.expires_at);
         self.identity
