@@ -48,10 +48,10 @@
 #[doc(inline)]
 pub use actor_core::{
     quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, Cast, ChildSpec, Context,
-    Down, Error, EventKind, Options, Pool, PoolBuilder, QuietPanics, RegistryError, Reply, Request, Restart,
-    Result, Routing, SendError, StopReason, Strategy, SupervisionEvent, Supervisor, SupervisorError,
-    SupervisorEvents, SupervisorRef, System, TimerHandle, Tree, DEFAULT_HIBERNATE_AFTER, DEFAULT_MAILBOX,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    Down, Error, EventKind, Options, Pool, PoolBuilder, Protocol, QuietPanics, RegistryError, RemoteAgent,
+    Reply, Request, Restart, Result, Routing, SendError, StopReason, Strategy, SupervisionEvent, Supervisor,
+    SupervisorError, SupervisorEvents, SupervisorRef, System, TimerHandle, Tree, DEFAULT_HIBERNATE_AFTER,
+    DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
@@ -65,8 +65,8 @@ pub use actor_secure as secure;
 pub mod prelude {
     pub use actor_core::{
         ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, EventKind, Pool,
-        RegistryError, Reply, Restart, Routing, SendError, StopReason, Strategy, SupervisionEvent,
-        Supervisor, SupervisorError, SupervisorRef, System, TimerHandle,
+        RegistryError, RemoteAgent, Reply, Restart, Routing, SendError, StopReason, Strategy,
+        SupervisionEvent, Supervisor, SupervisorError, SupervisorRef, System, TimerHandle,
     };
     pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
     pub use actor_secure::{ChannelError, Identifier, Identity, SecureChannel, TrustPolicy};

@@ -15,6 +15,7 @@ mod link;
 mod mailbox;
 mod panic;
 mod pool;
+mod protocol;
 mod registry;
 mod reply;
 mod request;
@@ -32,6 +33,7 @@ pub use hibernate::DEFAULT_HIBERNATE_AFTER;
 pub use link::Down;
 pub use panic::{quiet_agent_panics, QuietPanics};
 pub use pool::{Pool, PoolBuilder, Routing};
+pub use protocol::{Protocol, RemoteAgent};
 pub use reply::Reply;
 pub use request::{Cast, Request};
 pub use supervisor::{

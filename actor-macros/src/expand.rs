@@ -42,6 +42,34 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
         }
     });
 
+    // `#[agent(remote)]`: the protocol other nodes compare before sending a message.
+    let remote_impl = args.remote.then(|| {
+        let description = protocol_description(model);
+        let serde = quote!(#krate::__private::serde);
+        let mut bounded = generics.clone();
+        if !type_params.is_empty() {
+            let clause = bounded.make_where_clause();
+            for ty in [quote!(#msg #ty_g), quote!(#reply #ty_g)] {
+                clause
+                    .predicates
+                    .push(syn::parse_quote!(#ty: #serde::Serialize + #serde::de::DeserializeOwned));
+            }
+        }
+        let (_, _, remote_where) = bounded.split_for_impl();
+        quote! {
+            #[automatically_derived]
+            impl #impl_g #krate::RemoteAgent for #self_ty #remote_where {
+                fn protocol() -> #krate::Protocol {
+                    #krate::Protocol::new(
+                        #name_text,
+                        #description,
+                        &[#(::core::any::type_name::<#type_params>()),*],
+                    )
+                }
+            }
+        }
+    });
+
     // Point at the user's type when an argument or return value cannot cross tasks. The
     // check is a struct (checked with the item signatures, before any body) emitted
     // ahead of everything else, so this is the first error the user reads, not the
@@ -340,8 +368,58 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                 #on_stop
                 #on_down
             }
+
+            #remote_impl
         };
     }
+}
+
+/// The canonical text of an agent's handlers that its protocol fingerprint hashes:
+/// `Name { method(arg: Type, ...) -> Ret; ... }`, in declaration order (the order of the
+/// message enum's variants), types as written with whitespace normalised.
+pub(crate) fn protocol_description(model: &AgentImpl) -> String {
+    let handlers: Vec<String> = model
+        .handlers
+        .iter()
+        .map(|h| {
+            let args: Vec<String> = h
+                .args
+                .iter()
+                .map(|a| format!("{}: {}", a.name, canonical_tokens(&a.ty)))
+                .collect();
+            format!(
+                "{}({}) -> {}",
+                h.method,
+                args.join(", "),
+                canonical_tokens(&h.ret)
+            )
+        })
+        .collect();
+    if handlers.is_empty() {
+        format!("{} {{ }}", model.name)
+    } else {
+        format!("{} {{ {} }}", model.name, handlers.join("; "))
+    }
+}
+
+/// Tokens as text with a space only between two identifier characters, and after commas.
+fn canonical_tokens(tokens: &impl quote::ToTokens) -> String {
+    let text = tokens.to_token_stream().to_string();
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_whitespace() {
+            let before = out.chars().last();
+            let after = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+            if before.is_some_and(word) && after.is_some_and(|&c| word(c)) && !out.ends_with(' ') {
+                out.push(' ');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.replace(',', ", ")
 }
 
 fn hook_call(h: &Hook) -> TokenStream {
