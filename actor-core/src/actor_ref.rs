@@ -30,6 +30,12 @@ impl ActorId {
     pub fn as_u64(self) -> u64 {
         self.0
     }
+
+    /// A new id, for a reference standing for an agent on another node. Not an API.
+    #[doc(hidden)]
+    pub fn fresh() -> Self {
+        ActorId::next()
+    }
 }
 
 impl fmt::Display for ActorId {
@@ -47,12 +53,39 @@ pub trait AgentClient<A: Agent>: Clone + Send + Sync + 'static {
 
 /// Where the messages of a reference go.
 ///
-/// One agent of this process, or a pool's router that picks one of its workers per
-/// message. References to agents on other nodes will be another variant here, behind
-/// the same generated client.
+/// One agent of this process, a pool's router that picks one of its workers per
+/// message, or an agent on another node (behind the same generated client).
 enum Target<A: Agent> {
     Local(Arc<Cell<A>>),
     Pool(Arc<Router<A>>),
+    /// Boxed inside the `Arc` so that the pointer stays thin: a reference is two words,
+    /// whatever it points at.
+    Remote(Arc<Box<dyn RemoteTarget<A>>>),
+}
+
+/// An agent on another node, as the node layer (`troupe::secure::Node`) implements it:
+/// `actor-core` knows nothing of networks, it only hands envelopes over. Not an API for
+/// applications.
+#[doc(hidden)]
+pub trait RemoteTarget<A: Agent>: Send + Sync + 'static {
+    /// A process-unique id standing for the remote agent here (equality, hashing,
+    /// monitors).
+    fn id(&self) -> ActorId;
+    /// False once the link to the agent's node is lost.
+    fn is_alive(&self) -> bool;
+    /// Hands the envelope over if there is room now; on failure gives it back, with
+    /// `true` when the link's queue is full and `false` when the link is gone.
+    fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)>;
+    /// Hands the envelope in `slot` over, waiting for room; `Err` when the link is gone.
+    fn poll_push(
+        &self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<Envelope<A>>,
+    ) -> Poll<Result<(), Envelope<A>>>;
+    /// Ready once the link to the agent's node is lost.
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()>;
+    /// For `Debug`: where the agent is.
+    fn describe(&self) -> String;
 }
 
 /// The untyped core of a reference; generated clients wrap it. Not for direct use.
@@ -67,6 +100,7 @@ impl<A: Agent> Clone for RawRef<A> {
             target: match &self.target {
                 Target::Local(cell) => Target::Local(cell.clone()),
                 Target::Pool(router) => Target::Pool(router.clone()),
+                Target::Remote(remote) => Target::Remote(remote.clone()),
             },
         }
     }
@@ -85,15 +119,24 @@ impl<A: Agent> RawRef<A> {
         }
     }
 
-    /// The one agent this reference points at (none for a pool).
+    /// The one local agent this reference points at (none for a pool or a remote agent).
     pub(crate) fn local_cell(&self) -> Option<&Arc<Cell<A>>> {
         match &self.target {
             Target::Local(cell) => Some(cell),
-            Target::Pool(_) => None,
+            Target::Pool(_) | Target::Remote(_) => None,
         }
     }
 
-    /// The agent's id (none for a pool).
+    /// The agent on another node this reference points at, if it does.
+    pub(crate) fn remote(&self) -> Option<&Arc<Box<dyn RemoteTarget<A>>>> {
+        match &self.target {
+            Target::Remote(remote) => Some(remote),
+            Target::Local(_) | Target::Pool(_) => None,
+        }
+    }
+
+    /// The id of the local agent this reference points at (none for a pool or a remote
+    /// agent: a call to a remote agent never waits on the calling agent's own mailbox).
     pub(crate) fn id(&self) -> Option<ActorId> {
         self.local_cell().map(|c| c.id())
     }
@@ -102,6 +145,7 @@ impl<A: Agent> RawRef<A> {
         match &self.target {
             Target::Local(cell) => cell.try_push(env),
             Target::Pool(router) => router.try_push(env),
+            Target::Remote(remote) => remote.try_push(env),
         }
     }
 
@@ -113,6 +157,7 @@ impl<A: Agent> RawRef<A> {
         match &self.target {
             Target::Local(cell) => cell.poll_push(cx, slot),
             Target::Pool(router) => router.poll_push(cx, slot),
+            Target::Remote(remote) => remote.poll_push(cx, slot),
         }
     }
 }
@@ -231,26 +276,59 @@ impl<A: Agent> ActorRef<A> {
         }
     }
 
+    /// A reference to an agent on another node, for the node layer. Not an API.
+    #[doc(hidden)]
+    pub fn from_remote(target: Box<dyn RemoteTarget<A>>) -> Self {
+        ActorRef::from_raw(RawRef {
+            target: Target::Remote(Arc::new(target)),
+        })
+    }
+
     fn raw(&self) -> &RawRef<A> {
         self.client.troupe_raw()
     }
 
+    /// The local agent's cell; `None` for an agent on another node.
+    pub(crate) fn local_cell(&self) -> Option<&Arc<Cell<A>>> {
+        self.raw().local_cell()
+    }
+
+    pub(crate) fn remote(&self) -> Option<&Arc<Box<dyn RemoteTarget<A>>>> {
+        self.raw().remote()
+    }
+
+    /// The local agent's cell. Only for references known to be local (an agent's own
+    /// reference, a supervisor's child, a pool's worker).
     pub(crate) fn cell(&self) -> &Arc<Cell<A>> {
         match self.raw().local_cell() {
             Some(cell) => cell,
-            // `from_raw` is only ever given one agent's reference.
-            None => unreachable!("an ActorRef points at one agent"),
+            None => unreachable!("only called on references to local agents"),
         }
     }
 
-    /// The agent's stable id.
+    /// The agent's stable id (for an agent on another node, an id that stands for it in
+    /// this process).
     pub fn id(&self) -> ActorId {
-        self.cell().id()
+        match &self.raw().target {
+            Target::Local(cell) => cell.id(),
+            Target::Remote(remote) => remote.id(),
+            Target::Pool(_) => unreachable!("an ActorRef points at one agent"),
+        }
     }
 
-    /// True until the agent has stopped and its mailbox is closed.
+    /// True when the reference points at an agent on another node.
+    pub fn is_remote(&self) -> bool {
+        self.remote().is_some()
+    }
+
+    /// True until the agent has stopped and its mailbox is closed (for an agent on
+    /// another node: until the link to its node is lost).
     pub fn is_alive(&self) -> bool {
-        !self.cell().is_closed()
+        match &self.raw().target {
+            Target::Local(cell) => !cell.is_closed(),
+            Target::Remote(remote) => remote.is_alive(),
+            Target::Pool(_) => unreachable!("an ActorRef points at one agent"),
+        }
     }
 
     /// Asks the agent to stop after the message it is handling; messages still queued
@@ -263,8 +341,11 @@ impl<A: Agent> ActorRef<A> {
     /// `Permanent` child is restarted (use
     /// [`SupervisorRef::terminate_child`](crate::SupervisorRef::terminate_child) to remove
     /// it for good).
+    ///
+    /// An agent on another node is stopped on its own node: this returns false for it.
     pub fn stop_gracefully(&self) -> bool {
-        self.cell().request_stop(crate::StopReason::Normal)
+        self.local_cell()
+            .is_some_and(|cell| cell.request_stop(crate::StopReason::Normal))
     }
 
     /// Kills the agent at once, as OTP's `exit(Pid, kill)`: its task is aborted wherever
@@ -277,14 +358,20 @@ impl<A: Agent> ActorRef<A> {
     /// reference and the queued messages survive). A handler that never yields (a
     /// blocking loop) cannot be aborted until it does. Returns false when the agent had
     /// already stopped for good; [`stopped`](ActorRef::stopped) resolves once it is gone.
+    ///
+    /// An agent on another node cannot be killed from here: this returns false for it.
     pub fn kill(&self) -> bool {
-        self.cell().kill()
+        self.local_cell().is_some_and(|cell| cell.kill())
     }
 
-    /// Resolves once the agent has stopped and its `#[on_stop]` hook has run.
+    /// Resolves once the agent has stopped and its `#[on_stop]` hook has run (for an
+    /// agent on another node: once the link to its node is lost).
     pub async fn stopped(&self) {
-        let cell = self.cell();
-        std::future::poll_fn(|cx| cell.poll_terminated(cx)).await
+        match &self.raw().target {
+            Target::Local(cell) => std::future::poll_fn(|cx| cell.poll_terminated(cx)).await,
+            Target::Remote(remote) => std::future::poll_fn(|cx| remote.poll_closed(cx)).await,
+            Target::Pool(_) => unreachable!("an ActorRef points at one agent"),
+        }
     }
 }
 
@@ -329,6 +416,13 @@ impl<A: Agent> fmt::Debug for RawRef<A> {
         match &self.target {
             Target::Local(cell) => write!(f, "RawRef<{}>({})", short_type_name::<A>(), cell.id()),
             Target::Pool(router) => write!(f, "Pool<{}>({} workers)", short_type_name::<A>(), router.len()),
+            Target::Remote(remote) => write!(
+                f,
+                "RawRef<{}>({} at {})",
+                short_type_name::<A>(),
+                remote.id(),
+                remote.describe()
+            ),
         }
     }
 }

@@ -106,6 +106,9 @@ pub enum StopReason {
     /// within a shutdown timeout): its task was aborted where it stood and `#[on_stop]`
     /// did not run.
     Killed,
+    /// The agent is on another node and the link to that node was lost: it may still be
+    /// running there, but nothing can reach it from here (Erlang's `noconnection`).
+    NodeLost,
 }
 
 impl StopReason {
@@ -114,7 +117,11 @@ impl StopReason {
     pub fn is_abnormal(&self) -> bool {
         matches!(
             self,
-            StopReason::Panicked(_) | StopReason::Error(_) | StopReason::Linked(_) | StopReason::Killed
+            StopReason::Panicked(_)
+                | StopReason::Error(_)
+                | StopReason::Linked(_)
+                | StopReason::Killed
+                | StopReason::NodeLost
         )
     }
 }
@@ -128,6 +135,7 @@ impl fmt::Display for StopReason {
             StopReason::Error(m) => write!(f, "error: {m}"),
             StopReason::Linked(id) => write!(f, "linked agent {id} crashed"),
             StopReason::Killed => f.write_str("killed"),
+            StopReason::NodeLost => f.write_str("link to its node lost"),
         }
     }
 }

@@ -19,12 +19,18 @@ use crate::system::SystemInner;
 use crate::{ActorId, ActorRef, Agent, CallError, Context, StopReason};
 
 /// Where a call's reply goes.
-pub(crate) type ReplyTx<A> = oneshot::Sender<Result<<A as Agent>::Reply, CallError>>;
+#[doc(hidden)]
+pub type ReplyTx<A> = oneshot::Sender<Result<<A as Agent>::Reply, CallError>>;
 
 /// One queued message: the generated message value and, for a call, its reply slot.
-pub(crate) struct Envelope<A: Agent> {
-    pub(crate) msg: A::Msg,
-    pub(crate) reply: Option<ReplyTx<A>>,
+/// Public only for the node layer (remote targets); not an API.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)] // holds the user's message, which may not be Debug
+pub struct Envelope<A: Agent> {
+    /// The message.
+    pub msg: A::Msg,
+    /// For a call, where the reply goes.
+    pub reply: Option<ReplyTx<A>>,
 }
 
 /// The shared, long-lived part of an agent: its mailbox, which also holds the cell's

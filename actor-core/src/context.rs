@@ -5,6 +5,7 @@ use std::future::{poll_fn, Future};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use crate::actor_ref::RemoteTarget;
 use crate::cell::{self, AnyCell, Cell, ReplyTx};
 use crate::link::Watch;
 use crate::mailbox::Signal;
@@ -78,7 +79,15 @@ impl<A: Agent> Context<A> {
     /// Links this agent's current instance with `other`: if either ends abnormally, the
     /// other stops with [`StopReason::Linked`] (unless it traps exits). Linking to an
     /// agent that already stopped delivers its exit at once.
+    ///
+    /// For an agent on another node, the link fires (with [`StopReason::NodeLost`]) when
+    /// the link to its node is lost; the remote agent does not learn of this agent's
+    /// exits yet.
     pub fn link<B: Agent>(&mut self, other: &ActorRef<B>) {
+        if let Some(remote) = other.remote() {
+            self.watch_remote(remote.clone(), other.id(), true);
+            return;
+        }
         let me = self.cell().clone();
         let them = other.cell().clone();
         let me_weak: Weak<dyn AnyCell> = Arc::downgrade(&me) as Weak<dyn AnyCell>;
@@ -112,7 +121,14 @@ impl<A: Agent> Context<A> {
     /// `#[on_down]` hook when it stops for good, at once if it already has. A supervised
     /// agent being restarted is not down. The monitor belongs to this agent, not to its
     /// current instance: if this agent is restarted, the new instance gets the notice.
+    ///
+    /// For an agent on another node, the notice comes (with [`StopReason::NodeLost`]) when
+    /// the link to its node is lost.
     pub fn monitor<B: Agent>(&mut self, other: &ActorRef<B>) {
+        if let Some(remote) = other.remote() {
+            self.watch_remote(remote.clone(), other.id(), false);
+            return;
+        }
         let me = self.cell().clone();
         let watch = Watch {
             cell: Arc::downgrade(&me) as Weak<dyn AnyCell>,
@@ -132,6 +148,34 @@ impl<A: Agent> Context<A> {
 
     pub(crate) fn cell(&self) -> &Arc<Cell<A>> {
         self.myself.cell()
+    }
+
+    /// Delivers an exit (link) or a down notice (monitor) when the link to a remote
+    /// agent's node is lost. The watch holds only a weak reference to this agent.
+    fn watch_remote<B: Agent>(&self, remote: Arc<Box<dyn RemoteTarget<B>>>, id: ActorId, link: bool) {
+        let me = Arc::downgrade(self.cell());
+        let generation = self.generation;
+        tokio::spawn(async move {
+            std::future::poll_fn(|cx| remote.poll_closed(cx)).await;
+            let Some(me) = me.upgrade() else {
+                return;
+            };
+            me.deliver(if link {
+                Signal::Exit {
+                    from: id,
+                    reason: StopReason::NodeLost,
+                    generation,
+                }
+            } else {
+                Signal::Down {
+                    notice: crate::Down {
+                        id,
+                        reason: StopReason::NodeLost,
+                        linked: false,
+                    },
+                }
+            });
+        });
     }
 
     /// A reference to this agent.

@@ -23,6 +23,13 @@ pub enum CallError {
     NoReply,
     /// The reply did not match the request (a protocol error; never happens locally).
     BadReply,
+    /// The agent is on another node and the link to it was lost before the reply came:
+    /// the message may or may not have been handled.
+    LinkLost,
+    /// The agent is on another node, which could not handle the call: the message or
+    /// reply could not be encoded or decoded, the agent is no longer exported, or the
+    /// node is overloaded. The text says which (nothing of the remote side's internals).
+    Remote(String),
 }
 
 impl fmt::Display for CallError {
@@ -34,6 +41,8 @@ impl fmt::Display for CallError {
             CallError::CallingSelf => f.write_str("an agent called itself and would wait forever"),
             CallError::NoReply => f.write_str("the handler dropped the reply without answering"),
             CallError::BadReply => f.write_str("reply did not match the request"),
+            CallError::LinkLost => f.write_str("link to the agent's node lost before the reply"),
+            CallError::Remote(why) => write!(f, "remote node could not handle the call: {why}"),
         }
     }
 }
@@ -94,6 +103,9 @@ pub enum RegistryError {
     NameTaken(String),
     /// The agent has already stopped, so it cannot be registered.
     AgentStopped,
+    /// The reference is to an agent on another node; names and groups here hold only
+    /// this node's agents (export an agent on its own node instead).
+    Remote,
 }
 
 impl fmt::Display for RegistryError {
@@ -101,6 +113,9 @@ impl fmt::Display for RegistryError {
         match self {
             RegistryError::NameTaken(name) => write!(f, "name `{name}` is already registered"),
             RegistryError::AgentStopped => f.write_str("agent stopped"),
+            RegistryError::Remote => {
+                f.write_str("a reference to an agent on another node cannot be registered here")
+            }
         }
     }
 }

@@ -43,7 +43,9 @@ impl Groups {
         // Flag first, then check liveness (as the registry does): a concurrent stop
         // either sees the flag and removes us after (it needs this lock), or closed the
         // mailbox before our check and we refuse.
-        let cell = agent.cell();
+        let Some(cell) = agent.local_cell() else {
+            return Err(RegistryError::Remote);
+        };
         cell.mark_registered();
         if cell.is_closed() {
             return Err(RegistryError::AgentStopped);

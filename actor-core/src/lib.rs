@@ -49,7 +49,9 @@ pub use actor_ref::{AgentClient, RawRef};
 /// Items used by the code `#[agent]` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::actor_ref::{AgentClient, RawRef};
+    pub use crate::actor_ref::{AgentClient, RawRef, RemoteTarget};
     pub use crate::agent::{AgentOptions, OptionsProbe, ViaDefaultOptions, ViaStructOptions};
+    pub use crate::cell::{Envelope, ReplyTx};
+    pub use crate::request::{deliver, ReplyRx};
     pub use serde;
 }

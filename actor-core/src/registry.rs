@@ -26,7 +26,9 @@ impl Registry {
         // Flag first, then check liveness: a concurrent stop either sees the flag and
         // removes the entry after us (it needs this lock), or closed the mailbox before
         // our check and we refuse.
-        let cell = agent.cell();
+        let Some(cell) = agent.local_cell() else {
+            return Err(RegistryError::Remote);
+        };
         cell.mark_registered();
         if cell.is_closed() {
             return Err(RegistryError::AgentStopped);

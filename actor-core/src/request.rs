@@ -149,7 +149,15 @@ impl<A: Agent, R> Future for Request<A, R> {
             });
             match this.target.poll_push(cx, &mut slot) {
                 Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_closed)) => return Poll::Ready(Err(CallError::Stopped)),
+                Poll::Ready(Err(_closed)) => {
+                    // For an agent on another node, "closed" means its link is gone.
+                    let remote = this.target.remote().is_some();
+                    return Poll::Ready(Err(if remote {
+                        CallError::LinkLost
+                    } else {
+                        CallError::Stopped
+                    }));
+                }
                 Poll::Pending => {
                     // The mailbox is full: keep the message for the next try.
                     if let Some(env) = slot {
@@ -242,6 +250,38 @@ impl<A: Agent> fmt::Debug for Cast<A> {
             .field("target", &*self.target)
             .field("sent", &self.pending.is_none())
             .finish_non_exhaustive()
+    }
+}
+
+/// The receiver of a call's reply, as [`deliver`] returns it.
+#[doc(hidden)]
+pub type ReplyRx<A> = oneshot::Receiver<Result<<A as Agent>::Reply, CallError>>;
+
+/// Enqueues `msg` for `target`, waiting for mailbox room, in order with every other
+/// message this caller enqueued before; for a call (`call` true) returns the receiver of
+/// the reply. Gives the message back if the agent has stopped. For the node layer, which
+/// delivers messages that arrived from other nodes. Not an API.
+#[doc(hidden)]
+pub async fn deliver<A: Agent>(
+    target: &ActorRef<A>,
+    msg: A::Msg,
+    call: bool,
+) -> Result<Option<ReplyRx<A>>, A::Msg> {
+    let (reply, rx) = if call {
+        let (tx, rx) = oneshot::channel();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let cast = Cast {
+        target: Lease::new(std::ops::Deref::deref(target).troupe_raw()),
+        pending: Some(Envelope { msg, reply }),
+        timeout: None,
+        deadline: None,
+    };
+    match cast.await {
+        Ok(()) => Ok(rx),
+        Err(SendError::Closed(msg) | SendError::Full(msg)) => Err(msg),
     }
 }
 

@@ -44,6 +44,7 @@ mod identity;
 mod limiter;
 mod limits;
 mod listener;
+mod node;
 pub mod signing;
 mod trust;
 pub mod wire;
@@ -59,4 +60,5 @@ pub use identity::{FileKind, Identity, IdentityError, IdentityFileError, PublicI
 pub use limiter::{HandshakeLimiter, HandshakePermit};
 pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
 pub use listener::{ListenerConfig, SecureListener};
+pub use node::{Node, NodeBuilder, NodeError};
 pub use trust::TrustPolicy;

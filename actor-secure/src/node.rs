@@ -1,0 +1,808 @@
+//! [`Node`]: agents on other machines behind the same `ActorRef`, every byte through a
+//! [`SecureChannel`].
+//!
+//! A node listens on a TCP address with its [`Identity`], accepts only the peers its
+//! [`TrustPolicy`] allows, and makes the agents you [`export`](Node::export) reachable by
+//! name. Another node's [`lookup`](Node::lookup) checks the agent's [`Protocol`] and
+//! returns an `ActorRef<A>` whose generated methods (`.await`, `.cast()`, `.try_cast()`,
+//! `.timeout(d)`) work as they do locally. One secure link per pair of nodes carries every
+//! reference between them.
+
+mod link;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actor_core::__private::{deliver, Envelope, RemoteTarget, ReplyTx};
+use actor_core::{ActorId, ActorRef, CallError, Protocol, RemoteAgent, System};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::channel::{ChannelConfig, ChannelReader, ChannelWriter, SecureChannel};
+use crate::error::ChannelError;
+use crate::identifier::Identifier;
+use crate::identity::Identity;
+use crate::listener::{ListenerConfig, SecureListener};
+use crate::trust::TrustPolicy;
+use link::{Failure, Kind, Link, LookupAnswer, LookupRequest, Refused, Waiting};
+
+/// Why a node could not start, export or look up.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum NodeError {
+    /// Binding the listening address or connecting failed.
+    Io(io::Error),
+    /// The secure channel to the other node could not be opened (untrusted, refused,
+    /// timed out, ...).
+    Channel(ChannelError),
+    /// The other node exports no agent under this name.
+    NoSuchExport(String),
+    /// The agent exported under this name has another protocol: another agent type, or
+    /// another version of it.
+    WrongProtocol {
+        /// The export's name.
+        name: String,
+        /// What this node expected.
+        expected: String,
+        /// What the other node has.
+        found: String,
+    },
+    /// This node already exports an agent under this name.
+    AlreadyExported(String),
+    /// The other node did not answer in time.
+    Timeout,
+    /// The link to the other node was lost before it answered.
+    LinkLost,
+    /// The other node answered with something this node does not understand.
+    Protocol(&'static str),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Io(e) => write!(f, "i/o error: {e}"),
+            NodeError::Channel(e) => write!(f, "secure channel failed: {e}"),
+            NodeError::NoSuchExport(name) => write!(f, "no agent exported as `{name}`"),
+            NodeError::WrongProtocol {
+                name,
+                expected,
+                found,
+            } => write!(f, "`{name}` is `{found}`, not `{expected}`"),
+            NodeError::AlreadyExported(name) => write!(f, "an agent is already exported as `{name}`"),
+            NodeError::Timeout => f.write_str("the other node did not answer in time"),
+            NodeError::LinkLost => f.write_str("link to the other node lost"),
+            NodeError::Protocol(what) => write!(f, "unexpected answer from the other node: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NodeError::Io(e) => Some(e),
+            NodeError::Channel(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for NodeError {
+    fn from(e: io::Error) -> Self {
+        NodeError::Io(e)
+    }
+}
+
+impl From<ChannelError> for NodeError {
+    fn from(e: ChannelError) -> Self {
+        NodeError::Channel(e)
+    }
+}
+
+/// Builds a [`Node`]. Every setting has a default except the trust policy, which says
+/// whom the node talks to (both ways).
+#[derive(Debug)]
+pub struct NodeBuilder {
+    identity: Option<Identity>,
+    listen: String,
+    trust: Option<TrustPolicy>,
+    listener: ListenerConfig,
+    channel: ChannelConfig,
+    outbox: usize,
+    max_waiting: usize,
+    max_inbound_calls: usize,
+    lookup_timeout: Duration,
+}
+
+impl NodeBuilder {
+    /// The node's identity (default: a fresh one, so a new identifier on every start).
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Where to listen (default `127.0.0.1:0`, any free port; [`Node::addr`] tells it).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// Which nodes may connect to this one, and which this one connects to. Required.
+    pub fn trust(mut self, policy: TrustPolicy) -> Self {
+        self.trust = Some(policy);
+        self
+    }
+
+    /// The settings of every link's secure channel (default [`ChannelConfig::default`]).
+    pub fn channel(mut self, config: ChannelConfig) -> Self {
+        self.channel = config;
+        self
+    }
+
+    /// How many messages may wait to go out on one link (default 4096); a full queue
+    /// makes `cast().await` wait and `try_cast` fail, as a full mailbox does locally.
+    pub fn outbox(mut self, messages: usize) -> Self {
+        self.outbox = messages;
+        self
+    }
+
+    /// How many calls may wait for replies on one link (default 65536); beyond, a call
+    /// fails at once with `CallError::Remote`.
+    pub fn max_waiting_calls(mut self, calls: usize) -> Self {
+        self.max_waiting = calls;
+        self
+    }
+
+    /// How many calls from one other node may be running here at once (default 1024);
+    /// beyond, the link stops reading until one finishes.
+    pub fn max_inbound_calls(mut self, calls: usize) -> Self {
+        self.max_inbound_calls = calls.max(1);
+        self
+    }
+
+    /// How long [`Node::lookup`] waits for an answer (default 10 s).
+    pub fn lookup_timeout(mut self, d: Duration) -> Self {
+        self.lookup_timeout = d;
+        self
+    }
+
+    /// Binds the listening address and starts accepting links.
+    pub async fn start(self, system: &System) -> Result<Node, NodeError> {
+        let Some(trust) = self.trust else {
+            return Err(NodeError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a node needs a trust policy: NodeBuilder::trust",
+            )));
+        };
+        let identity = Arc::new(self.identity.unwrap_or_else(Identity::generate));
+        let tcp = TcpListener::bind(&self.listen).await?;
+        let addr = tcp.local_addr()?;
+        let inner = Arc::new(Inner {
+            identity: identity.clone(),
+            trust: trust.clone(),
+            channel: self.channel.clone(),
+            addr,
+            outbox: self.outbox,
+            max_waiting: self.max_waiting,
+            max_inbound_calls: self.max_inbound_calls,
+            lookup_timeout: self.lookup_timeout,
+            exports: Mutex::new(Exports::default()),
+            links: Mutex::new(Links::default()),
+            tasks: Mutex::new(JoinSet::new()),
+            _system: system.clone(),
+        });
+        let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
+        let weak = Arc::downgrade(&inner);
+        inner.spawn(accept_loop(listener, weak));
+        Ok(Node { inner })
+    }
+}
+
+/// This process's place among nodes: a listening address, an identity, the agents it
+/// exports, and one secure link per other node it talks to.
+///
+/// ```
+/// use troupe::prelude::*;
+/// use troupe::secure::{Node, TrustPolicy};
+///
+/// #[derive(Default)]
+/// pub struct Counter { count: u64 }
+///
+/// #[agent(remote)]
+/// impl Counter {
+///     #[handle] fn add(&mut self, n: u64) { self.count += n; }
+///     #[handle] fn get(&self) -> u64 { self.count }
+/// }
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let system = System::new();
+/// let (a_id, b_id) = (Identity::generate(), Identity::generate());
+/// let (a_name, b_name) = (a_id.identifier(), b_id.identifier());
+/// let a = Node::builder().identity(a_id).trust(TrustPolicy::allow([b_name])).start(&system).await?;
+/// let b = Node::builder().identity(b_id).trust(TrustPolicy::allow([a_name])).start(&system).await?;
+///
+/// a.export("counter", &system.spawn(Counter::default()))?;
+/// let counter = b.lookup::<Counter>("counter", a.addr()).await?;   // an ActorRef<Counter>
+/// counter.add(2).await?;
+/// counter.add(3).cast().await?;
+/// assert_eq!(counter.get().await?, 5);
+/// # b.shutdown().await;
+/// # a.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    identity: Arc<Identity>,
+    trust: TrustPolicy,
+    channel: ChannelConfig,
+    addr: SocketAddr,
+    outbox: usize,
+    max_waiting: usize,
+    max_inbound_calls: usize,
+    lookup_timeout: Duration,
+    exports: Mutex<Exports>,
+    links: Mutex<Links>,
+    tasks: Mutex<JoinSet<()>>,
+    _system: System,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("identifier", &self.identity.identifier())
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Exports {
+    by_name: HashMap<String, u32>,
+    by_slot: HashMap<u32, Arc<dyn Exported>>,
+    next_slot: u32,
+}
+
+#[derive(Default)]
+struct Links {
+    by_peer: HashMap<Identifier, Arc<Link>>,
+    by_addr: HashMap<SocketAddr, Identifier>,
+}
+
+impl Inner {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    fn export_in(&self, slot: u32) -> Option<Arc<dyn Exported>> {
+        let exports = self.exports.lock().unwrap_or_else(PoisonError::into_inner);
+        exports.by_slot.get(&slot).cloned()
+    }
+
+    /// Starts the tasks of a new link over `ch`; returns the link.
+    fn install(self: &Arc<Self>, ch: SecureChannel<TcpStream>) -> Arc<Link> {
+        let peer = *ch.peer();
+        let link = Arc::new(Link::new(peer, self.outbox, self.max_waiting));
+        let (reader, writer) = ch.split();
+        self.spawn(write_loop(link.clone(), writer));
+        self.spawn(read_loop(link.clone(), reader, Arc::downgrade(self)));
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        // A second link to the same node (both dialled at once) serves alongside the
+        // first; new references use the newest.
+        links.by_peer.insert(peer, link.clone());
+        link
+    }
+
+    /// The open link to the node at `addr`, dialling it if there is none.
+    async fn link_to(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Link>, NodeError> {
+        {
+            let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(link) = links.by_addr.get(&addr).and_then(|peer| links.by_peer.get(peer)) {
+                if !link.is_closed() {
+                    return Ok(link.clone());
+                }
+            }
+        }
+        let connect = TcpStream::connect(addr);
+        let tcp = match tokio::time::timeout(self.channel_timeout(), connect).await {
+            Ok(tcp) => tcp?,
+            Err(_) => return Err(NodeError::Timeout),
+        };
+        let _ = tcp.set_nodelay(true);
+        let ch = SecureChannel::initiate_with(tcp, &self.identity, self.trust.clone(), &self.channel).await?;
+        let peer = *ch.peer();
+        let link = self.install(ch);
+        self.links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_addr
+            .insert(addr, peer);
+        Ok(link)
+    }
+
+    fn channel_timeout(&self) -> Duration {
+        self.lookup_timeout
+    }
+}
+
+impl Node {
+    /// A builder with the defaults.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder {
+            identity: None,
+            listen: "127.0.0.1:0".into(),
+            trust: None,
+            listener: ListenerConfig::default(),
+            channel: ChannelConfig::default(),
+            outbox: 4096,
+            max_waiting: 65536,
+            max_inbound_calls: 1024,
+            lookup_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The address the node listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The node's identifier.
+    pub fn identifier(&self) -> Identifier {
+        self.inner.identity.identifier()
+    }
+
+    /// Makes `agent` reachable from other (trusted) nodes as `name`. Only exported agents
+    /// are reachable.
+    pub fn export<A: RemoteAgent>(
+        &self,
+        name: impl Into<String>,
+        agent: &ActorRef<A>,
+    ) -> Result<(), NodeError> {
+        let name = name.into();
+        let mut exports = self.inner.exports.lock().unwrap_or_else(PoisonError::into_inner);
+        if exports.by_name.contains_key(&name) {
+            return Err(NodeError::AlreadyExported(name));
+        }
+        exports.next_slot += 1;
+        let slot = exports.next_slot;
+        exports.by_name.insert(name, slot);
+        exports.by_slot.insert(
+            slot,
+            Arc::new(Export {
+                agent: agent.clone(),
+                protocol: A::protocol(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Stops exporting `name`; returns true when it was exported. Calls through
+    /// references other nodes already hold then fail with `CallError::Remote`.
+    pub fn unexport(&self, name: &str) -> bool {
+        let mut exports = self.inner.exports.lock().unwrap_or_else(PoisonError::into_inner);
+        match exports.by_name.remove(name) {
+            Some(slot) => exports.by_slot.remove(&slot).is_some(),
+            None => false,
+        }
+    }
+
+    /// A reference to the agent exported as `name` by the node at `addr`, after checking
+    /// that it is an `A` of the same [`Protocol`] (another type or version fails here,
+    /// with [`NodeError::WrongProtocol`]). Opens the link to that node if none is open.
+    pub async fn lookup<A: RemoteAgent>(
+        &self,
+        name: &str,
+        addr: impl ToSocketAddrs,
+    ) -> Result<ActorRef<A>, NodeError> {
+        let addr = tokio::net::lookup_host(addr)
+            .await?
+            .next()
+            .ok_or_else(|| NodeError::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address")))?;
+        let link = self.inner.link_to(addr).await?;
+        let protocol = A::protocol();
+        let request = LookupRequest {
+            name: name.to_owned(),
+            fingerprint: protocol.fingerprint(),
+            description: protocol.description().to_owned(),
+        };
+        let payload = rmp_serde::to_vec(&request).map_err(|_| NodeError::Protocol("lookup encoding"))?;
+        let (tx, rx) = oneshot::channel();
+        let Some(id) = link.wait_for_reply(Box::new(RawWaiter(tx))) else {
+            return Err(NodeError::LinkLost);
+        };
+        let mut msg = link::encode(Kind::Lookup, id, 0, payload.len());
+        msg.extend_from_slice(&payload);
+        if link.outbox.push(msg).await.is_err() {
+            link.forget(id);
+            return Err(NodeError::LinkLost);
+        }
+        let answer = match tokio::time::timeout(self.inner.lookup_timeout, rx).await {
+            Err(_) => {
+                link.forget(id);
+                return Err(NodeError::Timeout);
+            }
+            Ok(Err(_)) | Ok(Ok(Err(_))) => return Err(NodeError::LinkLost),
+            Ok(Ok(Ok(bytes))) => bytes,
+        };
+        match rmp_serde::from_slice::<LookupAnswer>(&answer) {
+            Ok(LookupAnswer::Found { slot }) => Ok(ActorRef::from_remote(Box::new(RemoteRef::<A> {
+                link,
+                slot,
+                id: ActorId::fresh(),
+                name: name.to_owned(),
+                _agent: std::marker::PhantomData,
+            }))),
+            Ok(LookupAnswer::NoSuchExport) => Err(NodeError::NoSuchExport(name.to_owned())),
+            Ok(LookupAnswer::WrongProtocol { found }) => Err(NodeError::WrongProtocol {
+                name: name.to_owned(),
+                expected: protocol.description().to_owned(),
+                found,
+            }),
+            Err(_) => Err(NodeError::Protocol("undecodable lookup answer")),
+        }
+    }
+
+    /// Stops listening and closes every link: calls in flight on them fail with
+    /// `CallError::LinkLost`, and references to agents on other nodes stop working.
+    pub async fn shutdown(&self) {
+        let links: Vec<_> = {
+            let mut links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
+            links.by_addr.clear();
+            links.by_peer.drain().map(|(_, l)| l).collect()
+        };
+        for link in &links {
+            link.close();
+        }
+        // The writers send their authenticated close; then every task goes.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut tasks = std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(PoisonError::into_inner));
+        tasks.shutdown().await;
+    }
+}
+
+/// Accepts links until the node is gone.
+async fn accept_loop(mut listener: SecureListener, node: Weak<Inner>) {
+    while let Ok((ch, from)) = listener.accept().await {
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        tracing::debug!(peer = %ch.peer(), %from, "node: link accepted");
+        node.install(ch);
+    }
+}
+
+/// Writes what the outbox holds, batch by batch, with keepalives when quiet.
+async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
+    let result: Result<(), ChannelError> = async {
+        loop {
+            let ready = link.outbox.ready.notified();
+            let (batch, closed) = link.outbox.take();
+            if batch.is_empty() {
+                if closed {
+                    return writer.close().await;
+                }
+                match writer.keepalive_due() {
+                    Some(due) => {
+                        tokio::select! {
+                            () = ready => {}
+                            () = tokio::time::sleep_until(due) => writer.keepalive().await?,
+                        }
+                    }
+                    None => ready.await,
+                }
+                continue;
+            }
+            for msg in &batch {
+                writer.feed(msg).await?;
+            }
+            writer.flush().await?;
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(peer = %link.peer, error = %e, "node: link writer ended");
+    }
+    link.close();
+}
+
+/// Reads and dispatches until the link ends; then fails everything waiting on it.
+async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: Weak<Inner>) {
+    let inbound = Arc::new(Semaphore::new(
+        node.upgrade().map(|n| n.max_inbound_calls).unwrap_or(1),
+    ));
+    let reason = loop {
+        let msg = match reader.recv().await {
+            Ok(msg) => msg,
+            Err(e) => break e.to_string(),
+        };
+        let frame = match link::decode(&msg) {
+            Ok(frame) => frame,
+            Err(e) => break format!("undecodable link message: {e:?}"),
+        };
+        let Some(node) = node.upgrade() else {
+            break "node shut down".into();
+        };
+        match frame.kind {
+            Kind::Reply => match frame.payload.split_first() {
+                Some((0, reply)) => link.complete(frame.id, Ok(reply)),
+                Some((1, failure)) => {
+                    let e = rmp_serde::from_slice::<Failure>(failure)
+                        .map(Failure::into_call_error)
+                        .unwrap_or_else(|_| CallError::Remote("undecodable failure".into()));
+                    link.complete(frame.id, Err(e));
+                }
+                _ => break "reply without a status".into(),
+            },
+            Kind::Found => link.complete(frame.id, Ok(frame.payload)),
+            Kind::Lookup => {
+                let answer = match rmp_serde::from_slice::<LookupRequest>(frame.payload) {
+                    Ok(request) => answer_lookup(&node, &request),
+                    Err(_) => break "undecodable lookup".into(),
+                };
+                let payload = rmp_serde::to_vec(&answer).unwrap_or_default();
+                let mut out = link::encode(Kind::Found, frame.id, 0, payload.len());
+                out.extend_from_slice(&payload);
+                if link.outbox.push(out).await.is_err() {
+                    break "link closed".into();
+                }
+            }
+            Kind::Call | Kind::Cast => {
+                let call = frame.kind == Kind::Call;
+                let Some(export) = node.export_in(frame.slot) else {
+                    if call {
+                        send_failure(&link, frame.id, &Failure::NoSuchExport).await;
+                    }
+                    continue;
+                };
+                // Bounded work per link: when too many calls run, stop reading.
+                let permit = if call {
+                    match inbound.clone().acquire_owned().await {
+                        Ok(permit) => Some(permit),
+                        Err(_) => break "closed".into(),
+                    }
+                } else {
+                    None
+                };
+                export
+                    .deliver(frame.payload, call.then(|| (link.clone(), frame.id)), permit)
+                    .await;
+            }
+        }
+    };
+    tracing::debug!(peer = %link.peer, %reason, "node: link closed");
+    link.close();
+}
+
+fn answer_lookup(node: &Inner, request: &LookupRequest) -> LookupAnswer {
+    let exports = node.exports.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(&slot) = exports.by_name.get(&request.name) else {
+        return LookupAnswer::NoSuchExport;
+    };
+    let Some(export) = exports.by_slot.get(&slot) else {
+        return LookupAnswer::NoSuchExport;
+    };
+    let protocol = export.protocol();
+    if protocol.fingerprint() != request.fingerprint {
+        return LookupAnswer::WrongProtocol {
+            found: protocol.description().to_owned(),
+        };
+    }
+    LookupAnswer::Found { slot }
+}
+
+async fn send_failure(link: &Link, id: u64, failure: &Failure) {
+    let body = rmp_serde::to_vec(failure).unwrap_or_default();
+    let mut out = link::encode(Kind::Reply, id, 0, 1 + body.len());
+    out.push(1);
+    out.extend_from_slice(&body);
+    let _ = link.outbox.push(out).await;
+}
+
+/// An exported agent, type-erased.
+trait Exported: Send + Sync {
+    fn protocol(&self) -> &Protocol;
+    /// Decodes a message and enqueues it (in arrival order); for a call, answers on the
+    /// link when the reply comes.
+    fn deliver<'a>(
+        &'a self,
+        payload: &'a [u8],
+        reply_to: Option<(Arc<Link>, u64)>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+struct Export<A: RemoteAgent> {
+    agent: ActorRef<A>,
+    protocol: Protocol,
+}
+
+impl<A: RemoteAgent> Exported for Export<A> {
+    fn protocol(&self) -> &Protocol {
+        &self.protocol
+    }
+
+    fn deliver<'a>(
+        &'a self,
+        payload: &'a [u8],
+        reply_to: Option<(Arc<Link>, u64)>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            let msg = match rmp_serde::from_slice::<A::Msg>(payload) {
+                Ok(msg) => msg,
+                Err(e) => {
+                    match reply_to {
+                        Some((link, id)) => send_failure(&link, id, &Failure::Undecodable).await,
+                        // A cast has no one to answer: say so here rather than drop it
+                        // silently.
+                        None => tracing::warn!(
+                            agent = self.protocol.name(),
+                            error = %e,
+                            "node: a cast from another node could not be decoded and was dropped"
+                        ),
+                    }
+                    return;
+                }
+            };
+            let rx = match deliver(&self.agent, msg, reply_to.is_some()).await {
+                Ok(rx) => rx,
+                Err(_stopped) => {
+                    if let Some((link, id)) = reply_to {
+                        send_failure(&link, id, &Failure::Stopped).await;
+                    }
+                    return;
+                }
+            };
+            let (Some(rx), Some((link, id))) = (rx, reply_to) else {
+                return;
+            };
+            // The reply is awaited off the reader, so other messages keep flowing.
+            tokio::spawn(async move {
+                let _permit = permit;
+                let result = rx.await.unwrap_or(Err(CallError::Stopped));
+                match result.map(|reply| rmp_serde::to_vec(&reply)) {
+                    Ok(Ok(body)) => {
+                        let mut out = link::encode(Kind::Reply, id, 0, 1 + body.len());
+                        out.push(0);
+                        out.extend_from_slice(&body);
+                        let _ = link.outbox.push(out).await;
+                    }
+                    Ok(Err(_)) => send_failure(&link, id, &Failure::Unencodable).await,
+                    Err(e) => send_failure(&link, id, &Failure::from_call_error(&e)).await,
+                }
+            });
+        })
+    }
+}
+
+/// Waits for raw reply bytes (lookups).
+struct RawWaiter(oneshot::Sender<Result<Vec<u8>, CallError>>);
+
+impl Waiting for RawWaiter {
+    fn complete(self: Box<Self>, result: Result<&[u8], CallError>) {
+        let _ = self.0.send(result.map(<[u8]>::to_vec));
+    }
+
+    fn abandoned(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// Waits for a typed reply: decodes it into the caller's reply slot.
+struct ReplyWaiter<A: RemoteAgent>(ReplyTx<A>);
+
+impl<A: RemoteAgent> Waiting for ReplyWaiter<A> {
+    fn complete(self: Box<Self>, result: Result<&[u8], CallError>) {
+        let reply = result.and_then(|bytes| {
+            rmp_serde::from_slice::<A::Reply>(bytes)
+                .map_err(|_| CallError::Remote("the reply could not be decoded".into()))
+        });
+        let _ = self.0.send(reply);
+    }
+
+    fn abandoned(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// A reference's view of an agent on another node.
+struct RemoteRef<A: RemoteAgent> {
+    link: Arc<Link>,
+    slot: u32,
+    id: ActorId,
+    name: String,
+    _agent: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<A: RemoteAgent> RemoteRef<A> {
+    /// Encodes the envelope as a link message (registering its reply); `None` when it
+    /// cannot be sent (the caller has been answered with the reason).
+    fn encode(&self, env: Envelope<A>) -> Option<Vec<u8>> {
+        let body = match rmp_serde::to_vec(&env.msg) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(agent = %self.name, error = %e, "node: a message could not be encoded");
+                if let Some(tx) = env.reply {
+                    let _ = tx.send(Err(CallError::Remote("the message could not be encoded".into())));
+                }
+                return None;
+            }
+        };
+        let (kind, id) = match env.reply {
+            Some(tx) => (
+                Kind::Call,
+                self.link.wait_for_reply(Box::new(ReplyWaiter::<A>(tx)))?,
+            ),
+            None => (Kind::Cast, 0),
+        };
+        let mut out = link::encode(kind, id, self.slot, body.len());
+        out.extend_from_slice(&body);
+        Some(out)
+    }
+}
+
+impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
+    fn id(&self) -> ActorId {
+        self.id
+    }
+
+    fn is_alive(&self) -> bool {
+        !self.link.is_closed()
+    }
+
+    fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
+        let mut slot = Some(env);
+        match self
+            .link
+            .outbox
+            .try_push_with(|| slot.take().and_then(|env| self.encode(env)))
+        {
+            Ok(()) => Ok(()),
+            Err(refused) => match slot.take() {
+                Some(env) => Err((env, refused == Refused::Full)),
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn poll_push(
+        &self,
+        cx: &mut Context<'_>,
+        slot: &mut Option<Envelope<A>>,
+    ) -> Poll<Result<(), Envelope<A>>> {
+        match self
+            .link
+            .outbox
+            .poll_push_with(cx, || slot.take().and_then(|env| self.encode(env)))
+        {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(_closed)) => match slot.take() {
+                Some(env) => Poll::Ready(Err(env)),
+                None => Poll::Ready(Ok(())),
+            },
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.link.poll_closed(cx)
+    }
+
+    fn describe(&self) -> String {
+        format!("`{}` on {}", self.name, self.link.peer)
+    }
+}

@@ -1,0 +1,466 @@
+//! One secure link to another node: a bounded outbox drained by a writer task, a reader
+//! task that dispatches what arrives, and the calls waiting for replies.
+//!
+//! Every link message is one [`SecureChannel`](crate::SecureChannel) message: a fixed
+//! 13-byte header (kind, correlation id, export slot) and a payload. Message and reply
+//! payloads are MessagePack (rmp-serde) of the agent's generated enums.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use actor_core::CallError;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::identifier::Identifier;
+
+/// Header: kind (1) || correlation id (8, big-endian) || export slot (4, big-endian).
+pub(crate) const HEADER_LEN: usize = 13;
+
+/// What a link message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Look an export up by name and protocol; payload [`LookupRequest`].
+    Lookup = 1,
+    /// The answer to a lookup; payload [`LookupAnswer`].
+    Found = 2,
+    /// A call to the export in `slot`; payload the message.
+    Call = 3,
+    /// A cast to the export in `slot`; payload the message.
+    Cast = 4,
+    /// The reply to call `id`; payload a status byte, then the reply or a [`Failure`].
+    Reply = 5,
+}
+
+impl Kind {
+    fn from_byte(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Lookup,
+            2 => Kind::Found,
+            3 => Kind::Call,
+            4 => Kind::Cast,
+            5 => Kind::Reply,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded header and the payload after it.
+#[derive(Debug)]
+pub(crate) struct Frame<'a> {
+    pub(crate) kind: Kind,
+    pub(crate) id: u64,
+    pub(crate) slot: u32,
+    pub(crate) payload: &'a [u8],
+}
+
+/// Why a link message does not decode.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    Short,
+    UnknownKind(u8),
+}
+
+pub(crate) fn encode(kind: Kind, id: u64, slot: u32, payload_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload_len);
+    out.push(kind as u8);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&slot.to_be_bytes());
+    out
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(FrameError::Short);
+    }
+    let kind = Kind::from_byte(bytes[0]).ok_or(FrameError::UnknownKind(bytes[0]))?;
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&bytes[1..9]);
+    let mut slot = [0u8; 4];
+    slot.copy_from_slice(&bytes[9..13]);
+    Ok(Frame {
+        kind,
+        id: u64::from_be_bytes(id),
+        slot: u32::from_be_bytes(slot),
+        payload: &bytes[HEADER_LEN..],
+    })
+}
+
+/// A lookup: the export's name and the protocol the caller expects.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LookupRequest {
+    pub(crate) name: String,
+    pub(crate) fingerprint: u64,
+    pub(crate) description: String,
+}
+
+/// The answer to a lookup.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum LookupAnswer {
+    Found { slot: u32 },
+    NoSuchExport,
+    WrongProtocol { found: String },
+}
+
+/// Why a remote call failed, as it crosses the link (never the remote side's internals).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    Stopped,
+    Panicked(String),
+    NoReply,
+    NoSuchExport,
+    Undecodable,
+    Unencodable,
+    Other(String),
+}
+
+impl Failure {
+    pub(crate) fn from_call_error(e: &CallError) -> Failure {
+        match e {
+            CallError::Stopped => Failure::Stopped,
+            CallError::Panicked(m) => Failure::Panicked(m.clone()),
+            CallError::NoReply => Failure::NoReply,
+            other => Failure::Other(other.to_string()),
+        }
+    }
+
+    pub(crate) fn into_call_error(self) -> CallError {
+        match self {
+            Failure::Stopped => CallError::Stopped,
+            Failure::Panicked(m) => CallError::Panicked(m),
+            Failure::NoReply => CallError::NoReply,
+            Failure::NoSuchExport => CallError::Remote("the agent is no longer exported".into()),
+            Failure::Undecodable => CallError::Remote("the remote node could not decode the message".into()),
+            Failure::Unencodable => CallError::Remote("the remote node could not encode the reply".into()),
+            Failure::Other(why) => CallError::Remote(why),
+        }
+    }
+}
+
+/// What waits for a reply: completes the caller's future (decoding the reply), or says
+/// the caller stopped waiting.
+pub(crate) trait Waiting: Send {
+    fn complete(self: Box<Self>, result: Result<&[u8], CallError>);
+    fn abandoned(&self) -> bool;
+}
+
+/// The outgoing queue: bounded, drained by the link's writer task.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<OutState>,
+    /// Wakes the writer task.
+    pub(crate) ready: Notify,
+}
+
+#[derive(Debug)]
+struct OutState {
+    queue: VecDeque<Vec<u8>>,
+    capacity: usize,
+    /// Senders waiting for room.
+    waiters: Vec<Waker>,
+    closed: bool,
+}
+
+/// Why the outbox did not take a message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    Full,
+    Closed,
+}
+
+impl Outbox {
+    pub(crate) fn new(capacity: usize) -> Outbox {
+        Outbox {
+            state: Mutex::new(OutState {
+                queue: VecDeque::new(),
+                capacity: capacity.max(1),
+                waiters: Vec::new(),
+                closed: false,
+            }),
+            ready: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues the message `make` builds, if there is room now. `make` runs only then
+    /// (under the lock, so the message keeps its place).
+    pub(crate) fn try_push_with(&self, make: impl FnOnce() -> Option<Vec<u8>>) -> Result<(), Refused> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(Refused::Closed);
+        }
+        if state.queue.len() >= state.capacity {
+            return Err(Refused::Full);
+        }
+        if let Some(msg) = make() {
+            state.queue.push_back(msg);
+            drop(state);
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Like [`Outbox::try_push_with`], but waits for room.
+    pub(crate) fn poll_push_with(
+        &self,
+        cx: &mut Context<'_>,
+        make: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Poll<Result<(), Refused>> {
+        let mut state = self.lock();
+        if state.closed {
+            return Poll::Ready(Err(Refused::Closed));
+        }
+        if state.queue.len() >= state.capacity {
+            if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiters.push(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        if let Some(msg) = make() {
+            state.queue.push_back(msg);
+            drop(state);
+            self.ready.notify_one();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues `msg`, waiting for room.
+    pub(crate) async fn push(&self, msg: Vec<u8>) -> Result<(), Refused> {
+        let mut msg = Some(msg);
+        std::future::poll_fn(|cx| self.poll_push_with(cx, || msg.take())).await
+    }
+
+    /// Everything queued, and whether the outbox is closed. Wakes the senders waiting
+    /// for room.
+    pub(crate) fn take(&self) -> (Vec<Vec<u8>>, bool) {
+        let mut state = self.lock();
+        let batch: Vec<_> = state.queue.drain(..).collect();
+        let waiters = std::mem::take(&mut state.waiters);
+        let closed = state.closed;
+        drop(state);
+        for w in waiters {
+            w.wake();
+        }
+        (batch, closed)
+    }
+
+    pub(crate) fn close(&self) {
+        let waiters = {
+            let mut state = self.lock();
+            state.closed = true;
+            std::mem::take(&mut state.waiters)
+        };
+        for w in waiters {
+            w.wake();
+        }
+        self.ready.notify_one();
+    }
+}
+
+/// One link's shared state.
+pub(crate) struct Link {
+    pub(crate) peer: Identifier,
+    pub(crate) outbox: Outbox,
+    next_id: AtomicU64,
+    waiting: Mutex<HashMap<u64, Box<dyn Waiting>>>,
+    max_waiting: usize,
+    closed: AtomicBool,
+    closed_waiters: Mutex<Vec<Waker>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("peer", &self.peer)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    pub(crate) fn new(peer: Identifier, outbox_capacity: usize, max_waiting: usize) -> Link {
+        Link {
+            peer,
+            outbox: Outbox::new(outbox_capacity),
+            next_id: AtomicU64::new(1),
+            waiting: Mutex::new(HashMap::new()),
+            max_waiting,
+            closed: AtomicBool::new(false),
+            closed_waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_closed() {
+            return Poll::Ready(());
+        }
+        let mut waiters = self.closed_waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked again under the lock `close` takes, so no wake-up is lost.
+        if self.is_closed() {
+            return Poll::Ready(());
+        }
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Registers a waiting call; `None` (and the waiter completed with an error) when
+    /// the link is closed or too many calls wait.
+    pub(crate) fn wait_for_reply(&self, waiter: Box<dyn Waiting>) -> Option<u64> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_closed() {
+            drop(waiting);
+            waiter.complete(Err(CallError::LinkLost));
+            return None;
+        }
+        if waiting.len() >= self.max_waiting {
+            // Callers that gave up (timed out, dropped) leave their entries behind.
+            waiting.retain(|_, w| !w.abandoned());
+        }
+        if waiting.len() >= self.max_waiting {
+            drop(waiting);
+            waiter.complete(Err(CallError::Remote(
+                "too many calls in flight to that node".into(),
+            )));
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        waiting.insert(id, waiter);
+        Some(id)
+    }
+
+    /// Forgets a waiting call whose message could not be queued after all.
+    pub(crate) fn forget(&self, id: u64) -> Option<Box<dyn Waiting>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id)
+    }
+
+    /// Completes the call waiting for reply `id`, if any still does.
+    pub(crate) fn complete(&self, id: u64, result: Result<&[u8], CallError>) {
+        if let Some(waiter) = self.forget(id) {
+            waiter.complete(result);
+        }
+    }
+
+    /// Marks the link lost: every waiting call fails with `LinkLost`, the outbox refuses
+    /// more, and watchers (monitors, `stopped()`) are woken.
+    pub(crate) fn close(&self) {
+        let waiting = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            self.closed.store(true, Ordering::Release);
+            std::mem::take(&mut *waiting)
+        };
+        for (_, waiter) in waiting {
+            waiter.complete(Err(CallError::LinkLost));
+        }
+        self.outbox.close();
+        let watchers =
+            std::mem::take(&mut *self.closed_waiters.lock().unwrap_or_else(PoisonError::into_inner));
+        for w in watchers {
+            w.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_and_bad_ones_are_refused() {
+        let mut msg = encode(Kind::Call, 7, 3, 2);
+        msg.extend_from_slice(b"hi");
+        let frame = decode(&msg).unwrap();
+        assert_eq!(
+            (frame.kind, frame.id, frame.slot, frame.payload),
+            (Kind::Call, 7, 3, &b"hi"[..])
+        );
+        assert_eq!(decode(&msg[..12]).unwrap_err(), FrameError::Short);
+        msg[0] = 99;
+        assert_eq!(decode(&msg).unwrap_err(), FrameError::UnknownKind(99));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_header_decoder_never_panics_and_round_trips(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)
+        ) {
+            if let Ok(frame) = decode(&bytes) {
+                let mut again = encode(frame.kind, frame.id, frame.slot, frame.payload.len());
+                again.extend_from_slice(frame.payload);
+                proptest::prop_assert_eq!(again, bytes);
+            }
+        }
+
+        #[test]
+        fn payload_decoders_refuse_garbage_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)
+        ) {
+            let _ = rmp_serde::from_slice::<LookupRequest>(&bytes);
+            let _ = rmp_serde::from_slice::<LookupAnswer>(&bytes);
+            let _ = rmp_serde::from_slice::<Failure>(&bytes);
+        }
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_and_refuses_after_close() {
+        let outbox = Outbox::new(2);
+        assert_eq!(outbox.try_push_with(|| Some(vec![1])), Ok(()));
+        assert_eq!(outbox.try_push_with(|| Some(vec![2])), Ok(()));
+        let mut built = false;
+        assert_eq!(
+            outbox.try_push_with(|| {
+                built = true;
+                Some(vec![3])
+            }),
+            Err(Refused::Full)
+        );
+        assert!(!built, "nothing is encoded without room");
+        let (batch, closed) = outbox.take();
+        assert_eq!((batch, closed), (vec![vec![1], vec![2]], false));
+        outbox.close();
+        assert_eq!(outbox.try_push_with(|| Some(vec![4])), Err(Refused::Closed));
+    }
+
+    struct Probe(std::sync::mpsc::Sender<Result<Vec<u8>, CallError>>);
+
+    impl Waiting for Probe {
+        fn complete(self: Box<Self>, result: Result<&[u8], CallError>) {
+            let _ = self.0.send(result.map(<[u8]>::to_vec));
+        }
+        fn abandoned(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn closing_a_link_fails_every_waiting_call_and_refuses_new_ones() {
+        let link = Link::new(Identifier::from_bytes([1; 32]), 4, 2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let a = link.wait_for_reply(Box::new(Probe(tx.clone()))).unwrap();
+        let _b = link.wait_for_reply(Box::new(Probe(tx.clone()))).unwrap();
+        assert!(
+            link.wait_for_reply(Box::new(Probe(tx.clone()))).is_none(),
+            "bounded"
+        );
+        assert!(matches!(rx.recv().unwrap(), Err(CallError::Remote(_))));
+        link.complete(a, Ok(b"done"));
+        assert_eq!(rx.recv().unwrap().unwrap(), b"done");
+        link.close();
+        assert_eq!(rx.recv().unwrap(), Err(CallError::LinkLost));
+        assert!(link.wait_for_reply(Box::new(Probe(tx))).is_none());
+        assert_eq!(rx.recv().unwrap(), Err(CallError::LinkLost));
+    }
+}
