@@ -1,0 +1,217 @@
+//! Node links under attack: a proxy between two nodes that reads, flips and cuts bytes,
+//! and a trusted peer that sends garbage. Nodes run in this process; the cross-process
+//! tests are in the workspace's `tests/nodes.rs`.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actor_secure::{Identity, Node, SecureChannel, TrustPolicy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use troupe::prelude::*;
+
+/// Messages carry a marker the proxy looks for.
+#[derive(Debug, Default)]
+pub struct Store {
+    items: Vec<String>,
+}
+
+#[agent(remote)]
+impl Store {
+    #[handle]
+    fn put(&mut self, item: String) -> usize {
+        self.items.push(item);
+        self.items.len()
+    }
+    #[handle]
+    fn all(&self) -> Vec<String> {
+        self.items.clone()
+    }
+}
+
+async fn node(system: &System, identity: Identity, trust: TrustPolicy) -> Node {
+    Node::builder()
+        .identity(identity)
+        .trust(trust)
+        .start(system)
+        .await
+        .expect("node starts")
+}
+
+/// Two nodes that trust each other: `a` exports a `Store` as "store".
+async fn pair(system: &System) -> (Node, Node, ActorRef<Store>) {
+    let (ia, ib) = (Identity::generate(), Identity::generate());
+    let (ida, idb) = (ia.identifier(), ib.identifier());
+    let a = node(system, ia, TrustPolicy::allow([idb])).await;
+    let b = node(system, ib, TrustPolicy::allow([ida])).await;
+    let store = system.spawn(Store::default());
+    a.export("store", &store).expect("export");
+    (a, b, store)
+}
+
+/// What the proxy does to bytes going from the client to the server.
+type Tamper = Arc<dyn Fn(usize, &mut [u8]) + Send + Sync>;
+
+/// A TCP proxy in front of `target` that records every byte both ways and lets `tamper`
+/// change the client's bytes (given the offset of the chunk in the stream).
+async fn proxy(target: SocketAddr, tamper: Tamper) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(target).await else {
+                continue;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let (log_up, log_down, tamper) = (log.clone(), log.clone(), tamper.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut offset = 0;
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    log_up.lock().unwrap().extend_from_slice(&buf[..n]);
+                    tamper(offset, &mut buf[..n]);
+                    offset += n;
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = sr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    log_down.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_on_the_path_never_sees_a_message_in_the_clear() {
+    let system = System::new();
+    let (a, b, _store) = pair(&system).await;
+    let (via, seen) = proxy(a.addr(), Arc::new(|_, _| {})).await;
+    let store = b
+        .lookup::<Store>("store", via)
+        .await
+        .expect("lookup through the proxy");
+    let marker = "PLAINTEXT-MARKER-7d3f";
+    assert_eq!(store.put(marker.to_owned()).await, Ok(1));
+    assert_eq!(store.all().await, Ok(vec![marker.to_owned()]));
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.len() > 200,
+        "the proxy carried the link ({} bytes)",
+        seen.len()
+    );
+    assert!(
+        !contains(&seen, marker.as_bytes()),
+        "the marker crossed in the clear"
+    );
+    assert!(!contains(&seen, b"store"), "the export name crossed in the clear");
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_bit_kills_the_link_and_no_altered_message_is_delivered() {
+    let system = System::new();
+    let (a, b, store_here) = pair(&system).await;
+    // Once armed, flip one bit at the end of every chunk the client sends (inside the
+    // authentication tag of the frame it carries): the next message is tampered with.
+    // (Flipping a length prefix instead makes the link stall until the frame timeout.)
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trigger = armed.clone();
+    let tamper: Tamper = Arc::new(move |_, bytes: &mut [u8]| {
+        if trigger.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Some(last) = bytes.last_mut() {
+                *last ^= 0x01;
+            }
+        }
+    });
+    let (via, _) = proxy(a.addr(), tamper).await;
+    let store = b.lookup::<Store>("store", via).await.expect("lookup");
+    assert_eq!(store.put("before".into()).await, Ok(1));
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let tampered = store.put("tampered".into()).timeout(Duration::from_secs(5)).await;
+    assert_eq!(
+        tampered,
+        Err(CallError::LinkLost),
+        "the link fails, the call does not hang"
+    );
+    // Nothing altered (or anything at all after the tampering) reached the agent.
+    assert_eq!(store_here.all().await, Ok(vec!["before".to_owned()]));
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_serving() {
+    let system = System::new();
+    // A hostile peer the node trusts: it speaks the channel correctly but sends link
+    // messages that make no sense. `b` is an honest node trusted alongside it.
+    let (hostile_identity, ia2, ib) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let (ida2, idb) = (ia2.identifier(), ib.identifier());
+    let a2 = node(
+        &system,
+        ia2,
+        TrustPolicy::allow([hostile_identity.identifier(), idb]),
+    )
+    .await;
+    let b = node(&system, ib, TrustPolicy::allow([ida2])).await;
+    a2.export("store", &system.spawn(Store::default())).unwrap();
+    for garbage in [
+        vec![],                                            // shorter than a header
+        vec![99; 40],                                      // unknown kind
+        vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xc1], // a lookup that does not decode
+        vec![5; 13],                                       // a reply without a status
+    ] {
+        let tcp = TcpStream::connect(a2.addr()).await.unwrap();
+        let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([a2.identifier()]))
+            .await
+            .expect("the hostile peer is trusted");
+        ch.send(&garbage).await.unwrap();
+        let ended = tokio::time::timeout(Duration::from_secs(5), ch.recv()).await;
+        assert!(matches!(ended, Ok(Err(_))), "the node closed the link: {ended:?}");
+    }
+    // A call to a slot that was never exported, and a message that does not decode, get
+    // errors, not a hang or a crash.
+    let tcp = TcpStream::connect(a2.addr()).await.unwrap();
+    let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([a2.identifier()]))
+        .await
+        .unwrap();
+    let mut call_to_nowhere = vec![3, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 42];
+    call_to_nowhere.extend_from_slice(&[0x90]);
+    ch.send(&call_to_nowhere).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), ch.recv())
+        .await
+        .expect("an answer")
+        .expect("the link stays up");
+    assert_eq!(answer[0], 5, "a reply");
+    assert_eq!(&answer[1..9], &7u64.to_be_bytes(), "to call 7");
+    assert_eq!(answer[13], 1, "with a failure");
+    // The honest node is still served.
+    let store = b.lookup::<Store>("store", a2.addr()).await.expect("lookup");
+    assert_eq!(store.put("still here".into()).await, Ok(1));
+    for n in [&a2, &b] {
+        n.shutdown().await;
+    }
+}
