@@ -140,6 +140,14 @@ impl NodeBuilder {
         self
     }
 
+    /// How the node accepts connections: handshakes in total and per source address
+    /// (default [`ListenerConfig::default`]; its channel settings are replaced by
+    /// [`NodeBuilder::channel`]'s).
+    pub fn listener(mut self, config: ListenerConfig) -> Self {
+        self.listener = config;
+        self
+    }
+
     /// The settings of every link's secure channel (default [`ChannelConfig::default`]).
     pub fn channel(mut self, config: ChannelConfig) -> Self {
         self.channel = config;
@@ -485,8 +493,19 @@ async fn accept_loop(mut listener: SecureListener, node: Weak<Inner>) {
     }
 }
 
+/// Closes a link when the task holding it ends in any way, including being aborted
+/// (the node dropped without `shutdown`): calls waiting on it must never hang.
+struct CloseOnDrop(Arc<Link>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Writes what the outbox holds, batch by batch, with keepalives when quiet.
 async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
+    let _closes = CloseOnDrop(link.clone());
     let result: Result<(), ChannelError> = async {
         loop {
             let ready = link.outbox.ready.notified();
@@ -521,6 +540,7 @@ async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
 
 /// Reads and dispatches until the link ends; then fails everything waiting on it.
 async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: Weak<Inner>) {
+    let _closes = CloseOnDrop(link.clone());
     let inbound = Arc::new(Semaphore::new(
         node.upgrade().map(|n| n.max_inbound_calls).unwrap_or(1),
     ));

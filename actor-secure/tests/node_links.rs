@@ -215,3 +215,40 @@ async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_servin
         n.shutdown().await;
     }
 }
+
+/// An agent whose handler waits, to keep a call in flight.
+#[derive(Debug, Default)]
+pub struct Sleeper;
+
+#[agent(remote)]
+impl Sleeper {
+    #[handle]
+    async fn nap(&self, ms: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        ms
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_node_without_shutdown_fails_its_calls_instead_of_hanging() {
+    let system = System::new();
+    let (ia, ib) = (Identity::generate(), Identity::generate());
+    let (ida, idb) = (ia.identifier(), ib.identifier());
+    let a = node(&system, ia, TrustPolicy::allow([idb])).await;
+    let b = node(&system, ib, TrustPolicy::allow([ida])).await;
+    a.export("sleeper", &system.spawn(Sleeper)).unwrap();
+    let sleeper = b.lookup::<Sleeper>("sleeper", a.addr()).await.unwrap();
+    let in_flight = tokio::spawn({
+        let sleeper = sleeper.clone();
+        async move { sleeper.nap(60_000).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(b); // the calling node goes away, its tasks with it
+    let result = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("the call returned")
+        .unwrap();
+    assert_eq!(result, Err(CallError::LinkLost));
+    assert!(!sleeper.is_alive());
+    a.shutdown().await;
+}
