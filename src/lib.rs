@@ -47,11 +47,11 @@
 
 #[doc(inline)]
 pub use actor_core::{
-    quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, Cast, ChildSpec, Context,
-    Down, Error, EventKind, Options, Pool, PoolBuilder, Protocol, QuietPanics, RegistryError, RemoteAgent,
-    Reply, Request, Restart, Result, Routing, SendError, StopReason, Strategy, SupervisionEvent, Supervisor,
-    SupervisorError, SupervisorEvents, SupervisorRef, System, TimerHandle, Tree, DEFAULT_HIBERNATE_AFTER,
-    DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
+    quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, Caller, Cast, ChildSpec,
+    Context, Down, Error, EventKind, Options, Pool, PoolBuilder, Protocol, QuietPanics, RegistryError,
+    RemoteAgent, Reply, Request, Restart, Result, Routing, SendError, StopReason, Strategy, SupervisionEvent,
+    Supervisor, SupervisorError, SupervisorEvents, SupervisorRef, System, TimerHandle, Tree,
+    DEFAULT_HIBERNATE_AFTER, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
@@ -64,12 +64,12 @@ pub use actor_secure as secure;
 /// Everything an agent author needs: `use troupe::prelude::*;`.
 pub mod prelude {
     pub use actor_core::{
-        ActorId, ActorRef, Agent, Backoff, CallError, ChildSpec, Context, Down, EventKind, Pool,
+        ActorId, ActorRef, Agent, Backoff, CallError, Caller, ChildSpec, Context, Down, EventKind, Pool,
         RegistryError, RemoteAgent, Reply, Restart, Routing, SendError, StopReason, Strategy,
         SupervisionEvent, Supervisor, SupervisorError, SupervisorRef, System, TimerHandle,
     };
     pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
-    pub use actor_secure::{ChannelError, Identifier, Identity, SecureChannel, TrustPolicy};
+    pub use actor_secure::{CallerIdentity, ChannelError, Identifier, Identity, SecureChannel, TrustPolicy};
 }
 
 /// Used by the code `#[agent]` generates. Not a public API.

@@ -52,6 +52,13 @@ impl Counter {
     fn boom(&self) -> u64 {
         panic!("boom on purpose")
     }
+    // ANCHOR: who
+    /// The node the call came from, as the secure channel authenticated it.
+    #[handle]
+    fn who(&self, ctx: &mut Context<Self>) -> Option<String> {
+        ctx.caller().map(|c| c.node().to_string())
+    }
+    // ANCHOR_END: who
 }
 
 /// Another agent type, for lookups of the wrong protocol.
@@ -169,6 +176,7 @@ async fn parent_node(system: &System, identity: Identity) -> Node {
 
 async fn calls_casts_and_timeouts() {
     let me = Identity::generate();
+    let my_id = me.identifier();
     let child = ChildNode::start(&me);
     let system = System::new();
     let node = parent_node(&system, me).await;
@@ -176,6 +184,10 @@ async fn calls_casts_and_timeouts() {
         .lookup::<Counter>("counter", child.addr)
         .await
         .expect("lookup");
+    // The handler on the other node sees who called, authenticated.
+    assert_eq!(counter.who().await, Ok(Some(my_id.to_string())));
+    let local = system.spawn(Counter::default());
+    assert_eq!(local.who().await, Ok(None), "a local call has no remote caller");
     assert!(counter.is_remote() && counter.is_alive());
     counter.add(2).await.expect("call");
     counter.add(3).cast().await.expect("cast");

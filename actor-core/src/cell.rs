@@ -31,6 +31,31 @@ pub struct Envelope<A: Agent> {
     pub msg: A::Msg,
     /// For a call, where the reply goes.
     pub reply: Option<ReplyTx<A>>,
+    /// Who sent it, when it came from another node.
+    pub caller: Option<Arc<Caller>>,
+}
+
+/// Who sent the message being handled, when it came from another node: the node,
+/// authenticated by its secure channel. See [`Context::caller`](crate::Context::caller).
+///
+/// `actor-core` knows no cryptography, so this holds the node's identifier as raw bytes;
+/// `troupe::secure::CallerIdentity` (in the prelude) gives it as an `Identifier`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Caller {
+    node: [u8; 32],
+}
+
+impl Caller {
+    /// The caller on the node whose identifier is `node`. For the node layer.
+    #[doc(hidden)]
+    pub fn from_node(node: [u8; 32]) -> Caller {
+        Caller { node }
+    }
+
+    /// The 32 bytes of the calling node's identifier.
+    pub fn node_bytes(&self) -> &[u8; 32] {
+        &self.node
+    }
 }
 
 /// The shared, long-lived part of an agent: its mailbox, which also holds the cell's

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::actor_ref::RemoteTarget;
-use crate::cell::{self, AnyCell, Cell, ReplyTx};
+use crate::cell::{self, AnyCell, Caller, Cell, ReplyTx};
 use crate::link::Watch;
 use crate::mailbox::Signal;
 use crate::timer::TimerHandle;
@@ -17,20 +17,22 @@ use crate::{ActorId, ActorRef, Agent, StopReason, System};
 pub struct Context<A: Agent> {
     myself: ActorRef<A>,
     system: System,
-    // Boxed: a stop request is rare and a reason is four words.
-    stop: Option<Box<StopReason>>,
     generation: u32,
     trap_exits: bool,
     // Timers and children are rare: keep idle agents small by boxing them on first use.
     extras: Option<Box<Extras>>,
     /// Where the reply to the message being handled goes (none for a cast).
     reply: Option<ReplyTx<A>>,
+    /// Who sent the message being handled, when it came from another node.
+    caller: Option<Arc<Caller>>,
 }
 
 #[derive(Default)]
 pub(crate) struct Extras {
     timers: Vec<TimerHandle>,
     children: Vec<Arc<dyn AnyCell>>,
+    /// A stop request (rare, like timers and children: kept out of every context).
+    stop: Option<StopReason>,
 }
 
 impl<A: Agent> Context<A> {
@@ -38,11 +40,11 @@ impl<A: Agent> Context<A> {
         Context {
             myself,
             system,
-            stop: None,
             generation: 0,
             trap_exits: false,
             extras: None,
             reply: None,
+            caller: None,
         }
     }
 
@@ -56,9 +58,48 @@ impl<A: Agent> Context<A> {
         self.reply.take()
     }
 
+    #[inline]
+    pub(crate) fn set_caller(&mut self, caller: Option<Arc<Caller>>) {
+        self.caller = caller;
+    }
+
+    /// Who sent the message being handled: the node it came from, authenticated by the
+    /// secure channel it arrived on (`None` for a message sent in this process, and in
+    /// hooks). Access policies build on it.
+    ///
+    /// ```
+    /// use troupe::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// pub struct Vault;
+    ///
+    /// #[agent(remote)]
+    /// impl Vault {
+    ///     #[handle]
+    ///     fn open(&self, ctx: &mut Context<Self>) -> String {
+    ///         match ctx.caller() {
+    ///             Some(caller) => format!("node {} asked", caller.node()),
+    ///             None => "asked from this process".to_owned(),
+    ///         }
+    ///     }
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let system = System::new();
+    /// let vault = system.spawn(Vault);
+    /// assert_eq!(vault.open().await.unwrap(), "asked from this process");
+    /// # system.shutdown().await;
+    /// # }
+    /// ```
+    pub fn caller(&self) -> Option<&Caller> {
+        self.caller.as_deref()
+    }
+
     /// A new instance begins (first start or restart): nothing carries over.
     pub(crate) fn begin_instance(&mut self, generation: u32) {
-        self.stop = None;
+        if let Some(extras) = &mut self.extras {
+            extras.stop = None;
+        }
         self.generation = generation;
         self.trap_exits = false;
     }
@@ -202,13 +243,15 @@ impl<A: Agent> Context<A> {
     /// Stops the agent with the given reason once the current handler returns.
     /// An abnormal reason (`StopReason::Error`) counts as a crash.
     pub fn stop_with(&mut self, reason: StopReason) {
-        if self.stop.is_none() {
-            self.stop = Some(Box::new(reason));
+        let extras = self.extras.get_or_insert_with(Box::default);
+        if extras.stop.is_none() {
+            extras.stop = Some(reason);
         }
     }
 
+    #[inline]
     pub(crate) fn take_stop(&mut self) -> Option<StopReason> {
-        self.stop.take().map(|r| *r)
+        self.extras.as_mut()?.stop.take()
     }
 
     /// Starts a child agent. Children are stopped, with [`StopReason::Shutdown`]
@@ -280,7 +323,7 @@ impl<A: Agent> Context<A> {
         };
         extras.timers.retain(TimerHandle::is_active);
         extras.children.retain(|c| !c.is_terminated());
-        if extras.timers.is_empty() && extras.children.is_empty() {
+        if extras.timers.is_empty() && extras.children.is_empty() && extras.stop.is_none() {
             self.extras = None;
             return true;
         }
@@ -310,7 +353,7 @@ impl<A: Agent> fmt::Debug for Context<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("myself", &self.myself)
-            .field("stopping", &self.stop)
+            .field("stopping", &self.extras.as_ref().and_then(|e| e.stop.as_ref()))
             .finish_non_exhaustive()
     }
 }

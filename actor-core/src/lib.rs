@@ -26,6 +26,7 @@ mod timer;
 
 pub use actor_ref::{ActorId, ActorRef};
 pub use agent::{Agent, Options, StopReason, DEFAULT_MAILBOX};
+pub use cell::Caller;
 pub use context::Context;
 pub use error::{CallError, Error, RegistryError, Result, SendError};
 pub use group::Broadcast;

@@ -91,7 +91,11 @@ impl<A: Agent, R> Request<A, R> {
             drop_started(call);
         }
         Cast {
-            pending: msg.map(|msg| Envelope { msg, reply: None }),
+            pending: msg.map(|msg| Envelope {
+                msg,
+                reply: None,
+                caller: None,
+            }),
             target,
             timeout,
             deadline: None,
@@ -105,7 +109,11 @@ impl<A: Agent, R> Request<A, R> {
             return Ok(());
         };
         self.target
-            .try_push(Envelope { msg, reply: None })
+            .try_push(Envelope {
+                msg,
+                reply: None,
+                caller: None,
+            })
             .map_err(|(env, full)| {
                 if full {
                     SendError::Full(env.msg)
@@ -145,6 +153,7 @@ impl<A: Agent, R> Future for Request<A, R> {
         if let Some(msg) = this.msg.take() {
             let mut slot = Some(Envelope {
                 msg,
+                caller: None,
                 reply: call.tx.take(),
             });
             match this.target.poll_push(cx, &mut slot) {
@@ -259,13 +268,15 @@ pub type ReplyRx<A> = oneshot::Receiver<Result<<A as Agent>::Reply, CallError>>;
 
 /// Enqueues `msg` for `target`, waiting for mailbox room, in order with every other
 /// message this caller enqueued before; for a call (`call` true) returns the receiver of
-/// the reply. Gives the message back if the agent has stopped. For the node layer, which
-/// delivers messages that arrived from other nodes. Not an API.
+/// the reply. The handler sees `caller` in [`Context::caller`](crate::Context::caller).
+/// Gives the message back if the agent has stopped. For the node layer, which delivers
+/// messages that arrived from other nodes. Not an API.
 #[doc(hidden)]
 pub async fn deliver<A: Agent>(
     target: &ActorRef<A>,
     msg: A::Msg,
     call: bool,
+    caller: Option<std::sync::Arc<crate::Caller>>,
 ) -> Result<Option<ReplyRx<A>>, A::Msg> {
     let (reply, rx) = if call {
         let (tx, rx) = oneshot::channel();
@@ -275,7 +286,7 @@ pub async fn deliver<A: Agent>(
     };
     let cast = Cast {
         target: Lease::new(std::ops::Deref::deref(target).troupe_raw()),
-        pending: Some(Envelope { msg, reply }),
+        pending: Some(Envelope { msg, reply, caller }),
         timeout: None,
         deadline: None,
     };
@@ -289,7 +300,11 @@ pub async fn deliver<A: Agent>(
 pub(crate) fn cast_msg<A: Agent>(target: &ActorRef<A>, msg: A::Msg) -> Cast<A> {
     Cast {
         target: Lease::new(std::ops::Deref::deref(target).troupe_raw()),
-        pending: Some(Envelope { msg, reply: None }),
+        pending: Some(Envelope {
+            msg,
+            reply: None,
+            caller: None,
+        }),
         timeout: None,
         deadline: None,
     }

@@ -241,10 +241,13 @@ async fn instance<A: Agent>(
                 Received::Batch => {}
             }
         }
-        while let Some(Envelope { msg, reply }) = batch.pop_front() {
+        while let Some(Envelope { msg, reply, caller }) = batch.pop_front() {
             // The reply slot waits in the context: a `Reply<T>` handler takes it from there.
             ctx.set_reply(reply);
+            ctx.set_caller(caller);
             let handled = CatchUnwind::new(pin!(agent.handle(msg, ctx))).await;
+            // Hooks and the next message must not see this message's caller.
+            ctx.set_caller(None);
             match handled {
                 Ok(Some(value)) => {
                     if let Some(tx) = ctx.take_reply() {

@@ -598,7 +598,12 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                     None
                 };
                 export
-                    .deliver(frame.payload, call.then(|| (link.clone(), frame.id)), permit)
+                    .deliver(
+                        frame.payload,
+                        call.then(|| (link.clone(), frame.id)),
+                        permit,
+                        &link.caller,
+                    )
                     .await;
             }
         }
@@ -642,6 +647,7 @@ trait Exported: Send + Sync {
         payload: &'a [u8],
         reply_to: Option<(Arc<Link>, u64)>,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        caller: &'a Arc<actor_core::Caller>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
@@ -660,6 +666,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
         payload: &'a [u8],
         reply_to: Option<(Arc<Link>, u64)>,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        link_caller: &'a Arc<actor_core::Caller>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             let msg = match rmp_serde::from_slice::<A::Msg>(payload) {
@@ -678,7 +685,8 @@ impl<A: RemoteAgent> Exported for Export<A> {
                     return;
                 }
             };
-            let rx = match deliver(&self.agent, msg, reply_to.is_some()).await {
+            let caller = Some(link_caller.clone());
+            let rx = match deliver(&self.agent, msg, reply_to.is_some(), caller).await {
                 Ok(rx) => rx,
                 Err(_stopped) => {
                     if let Some((link, id)) = reply_to {
@@ -824,5 +832,26 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
 
     fn describe(&self) -> String {
         format!("`{}` on {}", self.name, self.link.peer)
+    }
+}
+
+/// The identifier of the node a message came from: `ctx.caller().map(|c| c.node())`.
+///
+/// ```
+/// use troupe::prelude::*;
+///
+/// fn who(caller: &Caller) -> Identifier {
+///     caller.node()
+/// }
+/// # let _ = who;
+/// ```
+pub trait CallerIdentity {
+    /// The calling node's identifier, as its secure channel authenticated it.
+    fn node(&self) -> Identifier;
+}
+
+impl CallerIdentity for actor_core::Caller {
+    fn node(&self) -> Identifier {
+        Identifier::from_bytes(*self.node_bytes())
     }
 }

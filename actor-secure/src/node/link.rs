@@ -265,6 +265,8 @@ impl Outbox {
 /// One link's shared state.
 pub(crate) struct Link {
     pub(crate) peer: Identifier,
+    /// What handlers see in `ctx.caller()` for messages from this link.
+    pub(crate) caller: std::sync::Arc<actor_core::Caller>,
     pub(crate) outbox: Outbox,
     next_id: AtomicU64,
     waiting: Mutex<HashMap<u64, Box<dyn Waiting>>>,
@@ -286,6 +288,7 @@ impl Link {
     pub(crate) fn new(peer: Identifier, outbox_capacity: usize, max_waiting: usize) -> Link {
         Link {
             peer,
+            caller: std::sync::Arc::new(actor_core::Caller::from_node(*peer.as_bytes())),
             outbox: Outbox::new(outbox_capacity),
             next_id: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
