@@ -244,16 +244,10 @@ async fn instance<A: Agent>(
         while let Some(Envelope { msg, reply, caller }) = batch.pop_front() {
             // The reply slot waits in the context: a `Reply<T>` handler takes it from there.
             ctx.set_reply(reply);
-            // Only messages from other nodes have a caller: local ones skip both writes.
-            let remote = caller.is_some();
-            if remote {
-                ctx.set_caller(caller);
-            }
+            ctx.set_caller(caller);
             let handled = CatchUnwind::new(pin!(agent.handle(msg, ctx))).await;
-            if remote {
-                // Hooks and the next message must not see this message's caller.
-                ctx.set_caller(None);
-            }
+            // Hooks and the next message must not see this message's caller.
+            ctx.set_caller(None);
             match handled {
                 Ok(Some(value)) => {
                     if let Some(tx) = ctx.take_reply() {
