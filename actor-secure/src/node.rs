@@ -304,7 +304,12 @@ impl Inner {
     /// Starts the tasks of a new link over `ch`; returns the link.
     fn install(self: &Arc<Self>, ch: SecureChannel<TcpStream>) -> Arc<Link> {
         let peer = *ch.peer();
-        let link = Arc::new(Link::new(peer, self.outbox, self.max_waiting));
+        let link = Arc::new(Link::new(
+            peer,
+            self.outbox,
+            self.max_waiting,
+            self.channel.max_message_size,
+        ));
         let (reader, writer) = ch.split();
         self.spawn(write_loop(link.clone(), writer));
         self.spawn(read_loop(link.clone(), reader, Arc::downgrade(self)));
@@ -703,6 +708,14 @@ impl<A: RemoteAgent> Exported for Export<A> {
                 let _permit = permit;
                 let result = rx.await.unwrap_or(Err(CallError::Stopped));
                 match result.map(|reply| rmp_serde::to_vec(&reply)) {
+                    Ok(Ok(body)) if link::HEADER_LEN + 1 + body.len() > link.max_message => {
+                        let why = format!(
+                            "the reply of {} bytes is over the link's limit of {} bytes",
+                            body.len(),
+                            link.max_message
+                        );
+                        send_failure(&link, id, &Failure::Other(why)).await;
+                    }
                     Ok(Ok(body)) => {
                         let mut out = link::encode(Kind::Reply, id, 0, 1 + body.len());
                         out.push(0);
@@ -759,7 +772,11 @@ struct RemoteRef<A: RemoteAgent> {
 impl<A: RemoteAgent> RemoteRef<A> {
     /// Encodes the envelope as a link message (registering its reply); `None` when it
     /// cannot be sent (the caller has been answered with the reason).
-    fn encode(&self, env: Envelope<A>) -> Option<Vec<u8>> {
+    ///
+    /// A message over the link's size limit is refused here, so that it never reaches
+    /// the channel (where it would end the link for everyone): a call gets
+    /// `CallError::Remote` saying so, a cast is given back (`Err`).
+    fn encode(&self, env: Envelope<A>) -> Result<Option<Vec<u8>>, Envelope<A>> {
         let body = match rmp_serde::to_vec(&env.msg) {
             Ok(body) => body,
             Err(e) => {
@@ -767,19 +784,47 @@ impl<A: RemoteAgent> RemoteRef<A> {
                 if let Some(tx) = env.reply {
                     let _ = tx.send(Err(CallError::Remote("the message could not be encoded".into())));
                 }
-                return None;
+                return Ok(None);
             }
         };
+        if link::HEADER_LEN + body.len() > self.link.max_message {
+            let why = format!(
+                "a message of {} bytes is over the link's limit of {} bytes",
+                link::HEADER_LEN + body.len(),
+                self.link.max_message
+            );
+            tracing::warn!(agent = %self.name, "node: {why}");
+            return match env.reply {
+                Some(tx) => {
+                    let _ = tx.send(Err(CallError::Remote(why)));
+                    Ok(None)
+                }
+                None => Err(env),
+            };
+        }
         let (kind, id) = match env.reply {
-            Some(tx) => (
-                Kind::Call,
-                self.link.wait_for_reply(Box::new(ReplyWaiter::<A>(tx)))?,
-            ),
+            Some(tx) => match self.link.wait_for_reply(Box::new(ReplyWaiter::<A>(tx))) {
+                Some(id) => (Kind::Call, id),
+                None => return Ok(None),
+            },
             None => (Kind::Cast, 0),
         };
         let mut out = link::encode(kind, id, self.slot, body.len());
         out.extend_from_slice(&body);
-        Some(out)
+        Ok(Some(out))
+    }
+
+    /// Encodes the envelope in `slot` for the outbox; a refused envelope goes back into
+    /// `slot`.
+    fn encode_from(&self, slot: &mut Option<Envelope<A>>) -> Option<Vec<u8>> {
+        let env = slot.take()?;
+        match self.encode(env) {
+            Ok(out) => out,
+            Err(env) => {
+                *slot = Some(env);
+                None
+            }
+        }
     }
 }
 
@@ -794,16 +839,12 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
 
     fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
         let mut slot = Some(env);
-        match self
-            .link
-            .outbox
-            .try_push_with(|| slot.take().and_then(|env| self.encode(env)))
-        {
-            Ok(()) => Ok(()),
-            Err(refused) => match slot.take() {
-                Some(env) => Err((env, refused == Refused::Full)),
-                None => Ok(()),
-            },
+        let pushed = self.link.outbox.try_push_with(|| self.encode_from(&mut slot));
+        match (pushed, slot.take()) {
+            (_, None) => Ok(()),
+            (Err(Refused::Full), Some(env)) => Err((env, true)),
+            // Closed, or a cast over the size limit.
+            (_, Some(env)) => Err((env, false)),
         }
     }
 
@@ -812,17 +853,13 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
         cx: &mut Context<'_>,
         slot: &mut Option<Envelope<A>>,
     ) -> Poll<Result<(), Envelope<A>>> {
-        match self
-            .link
-            .outbox
-            .poll_push_with(cx, || slot.take().and_then(|env| self.encode(env)))
-        {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(_closed)) => match slot.take() {
+        match self.link.outbox.poll_push_with(cx, || self.encode_from(slot)) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => match slot.take() {
+                // Closed, or a cast over the size limit.
                 Some(env) => Poll::Ready(Err(env)),
                 None => Poll::Ready(Ok(())),
             },
-            Poll::Pending => Poll::Pending,
         }
     }
 

@@ -252,3 +252,32 @@ async fn dropping_a_node_without_shutdown_fails_its_calls_instead_of_hanging() {
     assert!(!sleeper.is_alive());
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_or_reply_over_the_size_limit_fails_alone_and_the_link_lives() {
+    let system = System::new();
+    let (a, b, _store) = pair(&system).await;
+    let store = b.lookup::<Store>("store", a.addr()).await.unwrap();
+    // The channel's default limit is 1 MiB.
+    let too_big = "x".repeat(2 << 20);
+    match store.put(too_big.clone()).await {
+        Err(CallError::Remote(why)) => assert!(why.contains("over the link's limit"), "{why}"),
+        other => panic!("expected a size error, got {other:?}"),
+    }
+    assert!(matches!(
+        store.put(too_big).cast().await,
+        Err(SendError::Closed(_))
+    ));
+    assert!(store.is_alive(), "the link survives");
+    // Each item fits, but the reply listing them all does not.
+    let item = "y".repeat(600 * 1024);
+    assert_eq!(store.put(item.clone()).await, Ok(1));
+    assert_eq!(store.put(item).await, Ok(2));
+    match store.all().await {
+        Err(CallError::Remote(why)) => assert!(why.contains("reply"), "{why}"),
+        other => panic!("expected a size error, got {:?}", other.map(|v| v.len())),
+    }
+    assert_eq!(store.put("small".into()).await, Ok(3), "and still works");
+    b.shutdown().await;
+    a.shutdown().await;
+}

@@ -271,6 +271,8 @@ pub(crate) struct Link {
     next_id: AtomicU64,
     waiting: Mutex<HashMap<u64, Box<dyn Waiting>>>,
     max_waiting: usize,
+    /// The largest link message the channel carries.
+    pub(crate) max_message: usize,
     closed: AtomicBool,
     closed_waiters: Mutex<Vec<Waker>>,
 }
@@ -285,7 +287,12 @@ impl std::fmt::Debug for Link {
 }
 
 impl Link {
-    pub(crate) fn new(peer: Identifier, outbox_capacity: usize, max_waiting: usize) -> Link {
+    pub(crate) fn new(
+        peer: Identifier,
+        outbox_capacity: usize,
+        max_waiting: usize,
+        max_message: usize,
+    ) -> Link {
         Link {
             peer,
             caller: std::sync::Arc::new(actor_core::Caller::from_node(*peer.as_bytes())),
@@ -293,6 +300,7 @@ impl Link {
             next_id: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
             max_waiting,
+            max_message,
             closed: AtomicBool::new(false),
             closed_waiters: Mutex::new(Vec::new()),
         }
@@ -450,7 +458,7 @@ mod tests {
 
     #[test]
     fn closing_a_link_fails_every_waiting_call_and_refuses_new_ones() {
-        let link = Link::new(Identifier::from_bytes([1; 32]), 4, 2);
+        let link = Link::new(Identifier::from_bytes([1; 32]), 4, 2, 1 << 20);
         let (tx, rx) = std::sync::mpsc::channel();
         let a = link.wait_for_reply(Box::new(Probe(tx.clone()))).unwrap();
         let _b = link.wait_for_reply(Box::new(Probe(tx.clone()))).unwrap();
