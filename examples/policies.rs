@@ -4,7 +4,10 @@
 //! cargo run --example policies
 //! ```
 
+use std::time::Duration;
+
 use troupe::abac::{Environment, Policy};
+use troupe::secure::{attrs, Authority, Identity};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR: policy
@@ -33,5 +36,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(e) => println!("a broken policy: {e}"),
     }
     // ANCHOR_END: policy
+
+    // ANCHOR: credential
+    let authority = Authority::generate();
+    let node = Identity::generate();
+    let credential = authority.issue(
+        node.identifier(),
+        attrs! { "team" => "research", "role" => "planner" },
+        Duration::from_secs(3600),
+    )?;
+    // Whoever receives it checks the issuer, the subject, the signature and the dates,
+    // then hands the attributes to the policy (plus subject.identifier and
+    // subject.has_credential, which only the verifier sets).
+    let verified = credential.verify(&[authority.identifier()], &node.identifier())?;
+    let mut env = Environment::new().with("action.handler", "list");
+    verified.apply_to(&mut env);
+    println!("the credential's holder calls list: {}", policy.decide(&env));
+    // ANCHOR_END: credential
     Ok(())
 }

@@ -38,6 +38,7 @@
 
 mod agent;
 mod channel;
+mod credential;
 mod error;
 mod identifier;
 mod identity;
@@ -53,6 +54,10 @@ pub use agent::{AgentAttestation, AttestationError};
 pub use channel::{
     ChannelConfig, ChannelReader, ChannelWriter, SecureChannel, DEFAULT_MAX_MESSAGE_SIZE,
     MAX_BINDING_VALIDITY,
+};
+pub use credential::{
+    Attributes, Authority, Credential, CredentialError, VerifiedCredential, MAX_ATTRIBUTES, MAX_CLOCK_SKEW,
+    MAX_NAME_LEN, MAX_VALUE_LEN, RESERVED_ATTRIBUTES,
 };
 pub use error::{ChannelError, HandshakeError, PayloadError};
 pub use identifier::{Identifier, ParseIdentifierError};

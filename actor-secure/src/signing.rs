@@ -20,6 +20,8 @@ pub enum Purpose {
     NoiseStaticKey,
     /// A node states that it hosts an agent identity.
     AgentAttestation,
+    /// An authority states that a subject has some attributes.
+    Credential,
 }
 
 impl Purpose {
@@ -28,6 +30,7 @@ impl Purpose {
         match self {
             Purpose::NoiseStaticKey => 1,
             Purpose::AgentAttestation => 2,
+            Purpose::Credential => 3,
         }
     }
 }

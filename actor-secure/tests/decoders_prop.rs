@@ -59,6 +59,13 @@ proptest! {
     }
 
     #[test]
+    fn credential_decode_never_panics_and_is_canonical(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        if let Ok(c) = actor_secure::Credential::from_bytes(&bytes) {
+            prop_assert_eq!(c.to_bytes(), bytes);
+        }
+    }
+
+    #[test]
     fn identity_file_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         if let Ok(id) = Identity::from_file_bytes(&bytes) {
             prop_assert_eq!(&id.to_file_bytes()[..], &bytes[..]);

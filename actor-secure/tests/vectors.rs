@@ -6,7 +6,7 @@
 
 use actor_secure::signing::{signed_bytes, Purpose};
 use actor_secure::wire::HandshakePayload;
-use actor_secure::{AgentAttestation, Identifier, Identity};
+use actor_secure::{attrs, AgentAttestation, Authority, Credential, Identifier, Identity};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -18,9 +18,18 @@ fn identity_wire_formats_match_the_golden_vectors() {
     let agent = node.derive_agent("counter");
     let payload = HandshakePayload::sign(&node, &[0x22; 32], 1_900_000_000);
     let attestation = node.attest_agent_until(&agent.identifier(), 1_900_000_000);
+    let authority = Authority::from_identity(Identity::from_seed(&[0x0a; 32]));
+    let credential = authority
+        .issue_between(
+            node.identifier(),
+            attrs! { "team" => "research", "role" => "planner" },
+            1_800_000_000,
+            1_900_000_000,
+        )
+        .unwrap();
     let got = format!(
         "public_key {}\nidentifier {}\nidentity_file {}\nsigned_bytes_noise_static {}\n\
-         handshake_payload {}\nagent_counter_identifier {}\nattestation {}\n",
+         handshake_payload {}\nagent_counter_identifier {}\nattestation {}\ncredential {}\n",
         hex(&node.public().to_bytes()),
         node.identifier(),
         hex(&node.to_file_bytes()),
@@ -28,6 +37,7 @@ fn identity_wire_formats_match_the_golden_vectors() {
         hex(&payload.encode()),
         agent.identifier(),
         hex(&attestation.to_bytes()),
+        hex(&credential.to_bytes()),
     );
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/identity.txt");
     if std::env::var_os("TROUPE_UPDATE_VECTORS").is_some() {
@@ -41,6 +51,20 @@ fn identity_wire_formats_match_the_golden_vectors() {
     assert_eq!(id_line.parse::<Identifier>().unwrap(), node.identifier());
     let decoded = HandshakePayload::decode(&payload.encode()).unwrap();
     assert!(decoded.verify(&[0x22; 32], 1_900_000_000 - 60).is_ok());
+    let cred_line = want.lines().find_map(|l| l.strip_prefix("credential ")).unwrap();
+    let cred_bytes: Vec<u8> = (0..cred_line.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&cred_line[i..i + 2], 16).unwrap())
+        .collect();
+    let pinned = Credential::from_bytes(&cred_bytes).unwrap();
+    let verified = pinned
+        .verify_at(
+            &[authority.identifier()],
+            &node.identifier(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_850_000_000),
+        )
+        .unwrap();
+    assert_eq!(verified.get("team"), Some("research"));
     let att = AgentAttestation::from_bytes(&attestation.to_bytes()).unwrap();
     assert_eq!(att.agent(), &agent.identifier());
 }
