@@ -405,6 +405,30 @@ impl Credential {
         })
     }
 
+    /// Stores the credential at `path` (mode `0600`, atomically); fails with
+    /// `AlreadyExists` rather than replace a file.
+    pub fn save(&self, path: impl AsRef<Path>) -> std::io::Result<()> {
+        match crate::identity::write_private_new(path.as_ref(), &self.to_bytes())? {
+            true => Ok(()),
+            false => Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file already exists there (never overwritten)",
+            )),
+        }
+    }
+
+    /// Reads a credential stored with [`Credential::save`] (at most 256 KiB are read).
+    /// Bytes that do not decode are an `InvalidData` error saying why. Does not verify.
+    pub fn load(path: impl AsRef<Path>) -> std::io::Result<Credential> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?
+            .take(256 * 1024)
+            .read_to_end(&mut bytes)?;
+        Credential::from_bytes(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
+    }
+
     /// The subject the credential is about.
     pub fn subject(&self) -> &Identifier {
         &self.subject

@@ -9,6 +9,7 @@ use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
+pub(crate) use file::write_private_new;
 pub use file::{FileKind, IdentityError, IdentityFileError};
 
 use crate::identifier::Identifier;
@@ -133,6 +134,12 @@ impl Identity {
     /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Identity, IdentityError> {
         file::load(path.as_ref())
+    }
+
+    /// Creates a new identity and stores it at `path` (mode `0600`, atomically); fails if
+    /// a file already exists there, which is never overwritten.
+    pub fn create(path: impl AsRef<Path>) -> Result<Identity, IdentityError> {
+        file::create(path.as_ref())
     }
 
     /// This identity's [`Identifier`].

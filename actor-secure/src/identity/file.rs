@@ -299,27 +299,7 @@ pub(super) fn load_or_create(path: &Path) -> Result<Identity, IdentityError> {
         other => return other,
     }
     let identity = Identity::generate();
-    // Write to a private temporary file, then hard-link it into place: the link fails if
-    // someone else created the file meanwhile, and readers never see a half-written file.
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // A random suffix: several threads or processes may be creating at once.
-    let mut salt = [0u8; 8];
-    getrandom::getrandom(&mut salt).map_err(|e| io_err(path)(io::Error::other(e.to_string())))?;
-    let salt = u64::from_le_bytes(salt);
-    let tmp = dir.join(format!(".{name}.{}.{salt:016x}.tmp", std::process::id()));
-    let result = write_new(&tmp, &identity.to_file_bytes()).and_then(|()| match fs::hard_link(&tmp, path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
-    });
-    let _ = fs::remove_file(&tmp);
+    let result = write_private_new(path, &identity.to_file_bytes());
     match result.map_err(io_err(path))? {
         true => {
             // Loud on purpose: if the file was meant to exist (deleted, wrong path), the
@@ -347,4 +327,43 @@ fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Writes `bytes` to a new file at `path`, readable by its owner only (mode 0600), and
+/// atomically: the bytes go to a private temporary file that is then hard-linked into
+/// place, so readers never see a half-written file and an existing file is never
+/// replaced. Returns false (writing nothing) when `path` already exists.
+pub(crate) fn write_private_new(path: &Path, bytes: &[u8]) -> io::Result<bool> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // A random suffix: several threads or processes may be creating at once.
+    let mut salt = [0u8; 8];
+    getrandom::getrandom(&mut salt).map_err(|e| io::Error::other(e.to_string()))?;
+    let salt = u64::from_le_bytes(salt);
+    let tmp = dir.join(format!(".{name}.{}.{salt:016x}.tmp", std::process::id()));
+    let result = write_new(&tmp, bytes).and_then(|()| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    });
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
+/// Creates a new identity file at `path`; fails if one exists.
+pub(super) fn create(path: &Path) -> Result<Identity, IdentityError> {
+    let identity = Identity::generate();
+    match write_private_new(path, &identity.to_file_bytes()).map_err(io_err(path))? {
+        true => Ok(identity),
+        false => Err(io_err(path)(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a file already exists there (never overwritten)",
+        ))),
+    }
 }
