@@ -26,6 +26,7 @@
 //! [`MAX_DEPTH`] levels, [`MAX_NODES`] elements) and parsed without recursion, so no
 //! policy text can overflow the stack or take unbounded time.
 
+mod boolean;
 mod parse;
 mod policy;
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::boolean::{self, Short};
 use crate::parse::{self, Atom, ParseError, Sexp};
 
 /// An attribute value.
@@ -124,6 +125,8 @@ enum Expr {
     Cmp(Cmp, Box<[Expr; 2]>),
     Member(Box<[Expr; 2]>),
     Exists(String),
+    /// A flag of the short form: true when the attribute is `true` or `"true"`.
+    Flag(String),
 }
 
 /// The namespaces an identifier may live in.
@@ -226,6 +229,30 @@ fn compile(s: &Sexp) -> Result<Expr, ParseError> {
                 }
                 _ => Err(ParseError::at(*op_at, format!("unknown operator `{op}`"))),
             }
+        }
+    }
+}
+
+/// The short form's tree as a checked expression (already checked by its parser;
+/// recursion bounded by its depth limit).
+fn from_short(s: Short) -> Expr {
+    match s {
+        Short::Lit(v) => Expr::Lit(v),
+        Short::Name(n) => Expr::Ident(n),
+        Short::Flag(n) => Expr::Flag(n),
+        Short::And(items) => Expr::And(items.into_iter().map(from_short).collect()),
+        Short::Or(items) => Expr::Or(items.into_iter().map(from_short).collect()),
+        Short::Not(inner) => Expr::Not(Box::new(from_short(*inner))),
+        Short::Cmp(op, a, b) => {
+            let op = match op {
+                "=" => Cmp::Eq,
+                "!=" => Cmp::Ne,
+                "<" => Cmp::Lt,
+                ">" => Cmp::Gt,
+                "<=" => Cmp::Le,
+                _ => Cmp::Ge,
+            };
+            Expr::Cmp(op, Box::new([from_short(*a), from_short(*b)]))
         }
     }
 }
@@ -351,6 +378,11 @@ fn eval(e: &Expr, env: &Environment) -> Result<Value, EvalError> {
             }
         }
         Expr::Exists(name) => Value::Bool(env.get(name).is_some()),
+        Expr::Flag(name) => Value::Bool(match env.get(name) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Str(s)) => s == "true",
+            _ => false,
+        }),
     })
 }
 
@@ -404,6 +436,12 @@ impl fmt::Display for Decision {
 /// attribute, a type error, a result that is not a boolean. `and` and `or` stop at the
 /// first argument that decides.
 ///
+/// The same policies can be written in a short boolean form, read when the text is not a
+/// valid s-expression: `(team = "research" or admin) and not revoked`.
+/// There a bare name is the subject's attribute (`team` is `subject.team`), and a name
+/// standing alone as a condition is a flag: true when set to `true` or `"true"`, false
+/// otherwise (also when not set, so `not revoked` allows a subject without `revoked`).
+///
 /// ```
 /// use actor_abac::{Environment, Policy};
 ///
@@ -427,8 +465,19 @@ impl Policy {
     /// Parses and checks `text`: syntax, operators and their number of arguments, and
     /// attribute namespaces. Errors give the byte offset of the problem.
     pub fn parse(text: &str) -> Result<Policy, ParseError> {
-        let tree = parse::parse(text)?;
-        let expr = compile(&tree)?;
+        // The s-expression reading first; the short form when that fails. When both
+        // fail, the error of the form the text looks like.
+        let long = parse::parse(text).and_then(|tree| compile(&tree));
+        let expr = match long {
+            Ok(expr) => expr,
+            Err(long_error) => match boolean::parse(text) {
+                Ok(short) => from_short(short),
+                Err(short_error) => {
+                    let looks_long = text.trim_start().starts_with(['(', '[']);
+                    return Err(if looks_long { long_error } else { short_error });
+                }
+            },
+        };
         Ok(Policy {
             text: text.to_owned(),
             expr,
@@ -526,6 +575,53 @@ mod tests {
             decide("(and false subject.missing)"),
             Decision::Deny(Denial::False)
         );
+    }
+
+    #[test]
+    fn the_short_form_means_the_same_as_the_long_one() {
+        let env = env()
+            .with("subject.admin", "true")
+            .with("subject.revoked", "false");
+        let pairs = [
+            (r#"team = "research""#, r#"(= subject.team "research")"#),
+            (
+                r#"(team = "sales" or admin) and not revoked"#,
+                r#"(and (or (= subject.team "sales") (= subject.admin "true")) (not (= subject.revoked "true")))"#,
+            ),
+            (
+                "level >= 3 and level < 4",
+                "(and (>= subject.level 3) (< subject.level 4))",
+            ),
+            (r#"action.handler != "reset""#, r#"(!= action.handler "reset")"#),
+            ("not not admin", r#"(not (not (= subject.admin "true")))"#),
+        ];
+        for (short, long) in pairs {
+            let (a, b) = (Policy::parse(short).unwrap(), Policy::parse(long).unwrap());
+            assert_eq!(a.decide(&env), b.decide(&env), "{short} vs {long}");
+            assert!(a.decide(&env).is_allowed(), "{short}");
+        }
+        // Flags: unset is false, so `not flag` allows; a flag that is not a boolean
+        // string is false too.
+        assert!(Policy::parse("not suspended").unwrap().decide(&env).is_allowed());
+        assert!(!Policy::parse("suspended").unwrap().decide(&env).is_allowed());
+        assert!(!Policy::parse("team").unwrap().decide(&env).is_allowed());
+        // Typed comparisons still deny on a type error.
+        assert!(!Policy::parse("team < 3").unwrap().decide(&env).is_allowed());
+    }
+
+    #[test]
+    fn short_form_errors_point_at_the_problem() {
+        let err = |t: &str| Policy::parse(t).unwrap_err();
+        assert_eq!(err("team = ").message, "expected a value or `(`");
+        assert_eq!(err("(team = 1").position, 0);
+        assert_eq!(err("team = 1 )").message, "unexpected text after the policy");
+        assert_eq!(err("a ! b").position, 2);
+        assert!(err("other.team = 1").message.contains("unknown word"));
+        assert_eq!(err("team = and").message, "expected a value, found `and`");
+        let deep = "(".repeat(100) + "admin" + &")".repeat(100);
+        assert!(err(&deep).message.contains("nested deeper"));
+        let nots = "not ".repeat(100) + "admin";
+        assert!(err(&nots).message.contains("nested deeper"));
     }
 
     #[test]
