@@ -76,9 +76,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR_END: start
 
     // ANCHOR: export
-    // On node a: export an agent by name. Only exported agents are reachable.
+    // On node a: export an agent by name. Only exported agents are reachable, and only
+    // as their access policy allows (without one, every remote call is denied). Here:
+    // node b, as its secure channel authenticated it.
     let counter = system.spawn(Counter::default());
-    a.export("counter", &counter)?;
+    a.export("counter", &counter)?
+        .policy(format!(r#"identifier = "{b_id}""#))?;
 
     // On node b: look it up. The agent's protocol is checked here, so another agent
     // type (or another version of Counter) fails now, not at the first message.

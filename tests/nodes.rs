@@ -112,7 +112,10 @@ async fn child() {
         .start(&system)
         .await
         .expect("node starts");
-    node.export("counter", &counter).expect("export");
+    node.export("counter", &counter)
+        .expect("export")
+        .policy("true") // the trust policy already lets in only the parent
+        .expect("policy");
     println!("NODE {} {}", node.addr(), node.identifier());
     // Serve until the parent closes our stdin (or kills us).
     let _ = tokio::task::spawn_blocking(|| {

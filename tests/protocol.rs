@@ -167,6 +167,13 @@ mod extra_handler {
 }
 
 #[test]
+fn a_message_names_its_handler() {
+    assert_eq!(v1::Counter::handler(&v1::CounterMsg::Add { n: 1 }), "add");
+    assert_eq!(v1::Counter::handler(&v1::CounterMsg::Get), "get");
+    assert_eq!(Store::<u8>::handler(&StoreMsg::Put { item: 1 }), "put");
+}
+
+#[test]
 fn the_same_handlers_give_the_same_protocol_wherever_they_are_declared() {
     assert_eq!(v1::Counter::protocol(), v1_again::Counter::protocol());
     assert_eq!(

@@ -23,6 +23,10 @@ pub enum CallError {
     NoReply,
     /// The reply did not match the request (a protocol error; never happens locally).
     BadReply,
+    /// The agent is on another node, whose access policy does not let this node call
+    /// this handler; the handler did not run. The other node recorded the decision in
+    /// its audit log.
+    Denied,
     /// The agent is on another node and the link to it was lost before the reply came:
     /// the message may or may not have been handled.
     LinkLost,
@@ -42,6 +46,7 @@ impl fmt::Display for CallError {
             CallError::NoReply => f.write_str("the handler dropped the reply without answering"),
             CallError::BadReply => f.write_str("reply did not match the request"),
             CallError::LinkLost => f.write_str("link to the agent's node lost before the reply"),
+            CallError::Denied => f.write_str("denied by the remote node's access policy"),
             CallError::Remote(why) => write!(f, "remote node could not handle the call: {why}"),
         }
     }

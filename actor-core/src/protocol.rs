@@ -36,6 +36,10 @@ use crate::Agent;
 pub trait RemoteAgent: Agent<Msg: Serialize + DeserializeOwned, Reply: Serialize + DeserializeOwned> {
     /// The agent's protocol: its name and a fingerprint of its handlers.
     fn protocol() -> Protocol;
+
+    /// The name of the handler a message is for (what access policies see as
+    /// `action.handler`).
+    fn handler(msg: &Self::Msg) -> &'static str;
 }
 
 /// The name of a remote agent and a fingerprint of its handlers: their names, order,

@@ -56,6 +56,13 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
             }
         }
         let (_, _, remote_where) = bounded.split_for_impl();
+        let handler_arms = model.handlers.iter().map(|h| {
+            let variant = &h.variant;
+            let method = h.method.to_string();
+            quote! { #msg::#variant { .. } => #method, }
+        });
+        let phantom_handler =
+            (!type_params.is_empty()).then(|| quote!(#msg::__Phantom(never, _) => match *never {},));
         quote! {
             #[automatically_derived]
             impl #impl_g #krate::RemoteAgent for #self_ty #remote_where {
@@ -65,6 +72,13 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                         #description,
                         &[#(::core::any::type_name::<#type_params>()),*],
                     )
+                }
+
+                fn handler(msg: &Self::Msg) -> &'static str {
+                    match msg {
+                        #(#handler_arms)*
+                        #phantom_handler
+                    }
                 }
             }
         }

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,7 +26,10 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 
+use actor_abac::{Decision, Environment, Policy};
+
 use crate::channel::{ChannelConfig, ChannelReader, ChannelWriter, SecureChannel};
+use crate::credential::Credential;
 use crate::error::ChannelError;
 use crate::identifier::Identifier;
 use crate::identity::Identity;
@@ -63,6 +66,10 @@ pub enum NodeError {
     LinkLost,
     /// The other node answered with something this node does not understand.
     Protocol(&'static str),
+    /// A policy does not parse.
+    Policy(actor_abac::ParseError),
+    /// No export of that name on this node.
+    NotExported(String),
 }
 
 impl fmt::Display for NodeError {
@@ -80,6 +87,8 @@ impl fmt::Display for NodeError {
             NodeError::Timeout => f.write_str("the other node did not answer in time"),
             NodeError::LinkLost => f.write_str("link to the other node lost"),
             NodeError::Protocol(what) => write!(f, "unexpected answer from the other node: {what}"),
+            NodeError::Policy(e) => write!(f, "invalid policy {e}"),
+            NodeError::NotExported(name) => write!(f, "nothing is exported as `{name}` here"),
         }
     }
 }
@@ -119,9 +128,40 @@ pub struct NodeBuilder {
     max_waiting: usize,
     max_inbound_calls: usize,
     lookup_timeout: Duration,
+    authorities: Vec<Identifier>,
+    credential: Option<Credential>,
+    default_policy: Option<Policy>,
+    audit_allowed: bool,
 }
 
 impl NodeBuilder {
+    /// Trusts `authority` to vouch for other nodes' attributes (repeatable): credentials
+    /// it issued count in access policies.
+    pub fn trust_authority(mut self, authority: Identifier) -> Self {
+        self.authorities.push(authority);
+        self
+    }
+
+    /// The credential this node presents to every peer (see
+    /// [`Node::refresh_credential`] to replace it).
+    pub fn credential(mut self, credential: Credential) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// The policy for remote calls to exports that have none of their own. Without one,
+    /// such calls are denied: a remote caller is never allowed by default.
+    pub fn default_policy(mut self, policy: Policy) -> Self {
+        self.default_policy = Some(policy);
+        self
+    }
+
+    /// Also record allowed remote calls in the audit log (denials always are).
+    pub fn audit_allowed(mut self, on: bool) -> Self {
+        self.audit_allowed = on;
+        self
+    }
+
     /// The node's identity (default: a fresh one, so a new identifier on every start).
     pub fn identity(mut self, identity: Identity) -> Self {
         self.identity = Some(identity);
@@ -201,6 +241,11 @@ impl NodeBuilder {
             max_waiting: self.max_waiting,
             max_inbound_calls: self.max_inbound_calls,
             lookup_timeout: self.lookup_timeout,
+            authorities: self.authorities,
+            credential: Mutex::new(self.credential),
+            default_policy: RwLock::new(self.default_policy.map(Arc::new)),
+            policy_generation: std::sync::atomic::AtomicU64::new(0),
+            audit_allowed: self.audit_allowed,
             exports: Mutex::new(Exports::default()),
             links: Mutex::new(Links::default()),
             tasks: Mutex::new(JoinSet::new()),
@@ -237,7 +282,8 @@ impl NodeBuilder {
 /// let a = Node::builder().identity(a_id).trust(TrustPolicy::allow([b_name])).start(&system).await?;
 /// let b = Node::builder().identity(b_id).trust(TrustPolicy::allow([a_name])).start(&system).await?;
 ///
-/// a.export("counter", &system.spawn(Counter::default()))?;
+/// // Any node the trust policy lets in may call it (the default is to deny).
+/// a.export("counter", &system.spawn(Counter::default()))?.policy("true")?;
 /// let counter = b.lookup::<Counter>("counter", a.addr()).await?;   // an ActorRef<Counter>
 /// counter.add(2).await?;
 /// counter.add(3).cast().await?;
@@ -261,6 +307,12 @@ struct Inner {
     max_waiting: usize,
     max_inbound_calls: usize,
     lookup_timeout: Duration,
+    authorities: Vec<Identifier>,
+    credential: Mutex<Option<Credential>>,
+    default_policy: RwLock<Option<Arc<Policy>>>,
+    /// Bumped whenever any policy changes (cached decisions no longer hold).
+    policy_generation: std::sync::atomic::AtomicU64,
+    audit_allowed: bool,
     exports: Mutex<Exports>,
     links: Mutex<Links>,
     tasks: Mutex<JoinSet<()>>,
@@ -311,6 +363,8 @@ impl Inner {
             self.channel.max_message_size,
         ));
         let (reader, writer) = ch.split();
+        // Our credential is the link's first message, ahead of any call.
+        let _ = link.outbox.try_push_with(|| Some(self.credential_message()));
         self.spawn(write_loop(link.clone(), writer));
         self.spawn(read_loop(link.clone(), reader, Arc::downgrade(self)));
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
@@ -350,6 +404,59 @@ impl Inner {
     fn channel_timeout(&self) -> Duration {
         self.lookup_timeout
     }
+
+    fn policies_changed(&self) {
+        self.policy_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn credential_message(&self) -> Vec<u8> {
+        let credential = self.credential.lock().unwrap_or_else(PoisonError::into_inner);
+        let body = credential.as_ref().map(Credential::to_bytes).unwrap_or_default();
+        let mut out = link::encode(Kind::Credential, 0, 0, body.len());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Takes the credential a peer presented on `link`: verified against the trusted
+    /// authorities and the link's peer, or no attributes at all (an invalid credential
+    /// does not close the link: the peer is then treated as having none).
+    fn accept_credential(&self, link: &Link, payload: &[u8]) {
+        if payload.is_empty() {
+            link.set_credential(None);
+            return;
+        }
+        let verified = Credential::from_bytes(payload).and_then(|c| c.verify(&self.authorities, &link.peer));
+        match verified {
+            Ok(v) => link.set_credential(Some(v)),
+            Err(e) => {
+                tracing::warn!(
+                    target: "troupe::audit",
+                    peer = %link.peer,
+                    error = %e,
+                    "credential refused: the peer has no attributes"
+                );
+                link.set_credential(None);
+            }
+        }
+    }
+
+    /// The policy environment of a message from `link` to `export`'s `handler`.
+    fn environment(&self, link: &Link, export: &str, agent: &str, handler: &str, call: bool) -> Environment {
+        let mut env = Environment::new();
+        let now = crate::agent::unix_secs(std::time::SystemTime::now());
+        match link.credential() {
+            // A credential stops counting at its expiry, link or no link.
+            Some(c) if c.expires_at() > now => c.apply_to(&mut env),
+            _ => env.insert("subject.has_credential", false),
+        }
+        env.insert("subject.identifier", link.peer.to_string());
+        env.insert("resource.name", export);
+        env.insert("resource.agent", agent);
+        env.insert("action.handler", handler);
+        env.insert("action.kind", if call { "call" } else { "cast" });
+        env
+    }
 }
 
 impl Node {
@@ -365,6 +472,10 @@ impl Node {
             max_waiting: 65536,
             max_inbound_calls: 1024,
             lookup_timeout: Duration::from_secs(10),
+            authorities: Vec::new(),
+            credential: None,
+            default_policy: None,
+            audit_allowed: false,
         }
     }
 
@@ -379,12 +490,14 @@ impl Node {
     }
 
     /// Makes `agent` reachable from other (trusted) nodes as `name`. Only exported agents
-    /// are reachable.
+    /// are reachable, and only as their access policies allow: set them on the returned
+    /// [`ExportHandle`] (or a node-wide [`NodeBuilder::default_policy`]); an export with
+    /// no policy denies every remote call.
     pub fn export<A: RemoteAgent>(
         &self,
         name: impl Into<String>,
         agent: &ActorRef<A>,
-    ) -> Result<(), NodeError> {
+    ) -> Result<ExportHandle, NodeError> {
         let name = name.into();
         let mut exports = self.inner.exports.lock().unwrap_or_else(PoisonError::into_inner);
         if exports.by_name.contains_key(&name) {
@@ -392,15 +505,51 @@ impl Node {
         }
         exports.next_slot += 1;
         let slot = exports.next_slot;
-        exports.by_name.insert(name, slot);
+        exports.by_name.insert(name.clone(), slot);
         exports.by_slot.insert(
             slot,
             Arc::new(Export {
                 agent: agent.clone(),
                 protocol: A::protocol(),
+                policies: Policies {
+                    name: name.clone(),
+                    ..Policies::default()
+                },
             }),
         );
-        Ok(())
+        Ok(ExportHandle {
+            node: self.clone(),
+            name,
+        })
+    }
+
+    /// Replaces the credential this node presents, on every open link and every new one.
+    /// Peers check that it is about this node; attributes from the old one stop counting
+    /// as soon as they have the new one.
+    pub async fn refresh_credential(&self, credential: Credential) {
+        *self
+            .inner
+            .credential
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(credential);
+        let links: Vec<_> = {
+            let links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
+            links.by_peer.values().cloned().collect()
+        };
+        for link in links {
+            let _ = link.outbox.push(self.inner.credential_message()).await;
+        }
+    }
+
+    /// Replaces the node's default policy (for exports without their own); `None` denies
+    /// such calls again.
+    pub fn set_default_policy(&self, policy: Option<Policy>) {
+        *self
+            .inner
+            .default_policy
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = policy.map(Arc::new);
+        self.inner.policies_changed();
     }
 
     /// Stops exporting `name`; returns true when it was exported. Calls through
@@ -573,6 +722,7 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                 _ => break "reply without a status".into(),
             },
             Kind::Found => link.complete(frame.id, Ok(frame.payload)),
+            Kind::Credential => node.accept_credential(&link, frame.payload),
             Kind::Lookup => {
                 let answer = match rmp_serde::from_slice::<LookupRequest>(frame.payload) {
                     Ok(request) => answer_lookup(&node, &request),
@@ -604,10 +754,12 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                 };
                 export
                     .deliver(
+                        &node,
+                        &link,
+                        frame.slot,
                         frame.payload,
-                        call.then(|| (link.clone(), frame.id)),
+                        call.then_some(frame.id),
                         permit,
-                        &link.caller,
                     )
                     .await;
             }
@@ -645,20 +797,47 @@ async fn send_failure(link: &Link, id: u64, failure: &Failure) {
 /// An exported agent, type-erased.
 trait Exported: Send + Sync {
     fn protocol(&self) -> &Protocol;
-    /// Decodes a message and enqueues it (in arrival order); for a call, answers on the
-    /// link when the reply comes.
+    fn policies(&self) -> &Policies;
+    /// Decodes a message, checks the access policy, and enqueues it (in arrival order);
+    /// for a call (`id`), answers on the link when the reply comes.
     fn deliver<'a>(
         &'a self,
+        node: &'a Inner,
+        link: &'a Arc<Link>,
+        slot: u32,
         payload: &'a [u8],
-        reply_to: Option<(Arc<Link>, u64)>,
+        id: Option<u64>,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
-        caller: &'a Arc<actor_core::Caller>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// An export's access policies, replaceable while the node runs.
+#[derive(Default)]
+struct Policies {
+    name: String,
+    whole: RwLock<Option<Arc<Policy>>>,
+    handlers: RwLock<HashMap<String, Arc<Policy>>>,
+}
+
+impl Policies {
+    /// The policy that decides `handler`: its own, else the export's, else the node's
+    /// default.
+    fn for_handler(&self, handler: &str, node: &Inner) -> Option<Arc<Policy>> {
+        let read = |l: &RwLock<Option<Arc<Policy>>>| l.read().unwrap_or_else(PoisonError::into_inner).clone();
+        self.handlers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(handler)
+            .cloned()
+            .or_else(|| read(&self.whole))
+            .or_else(|| read(&node.default_policy))
+    }
 }
 
 struct Export<A: RemoteAgent> {
     agent: ActorRef<A>,
     protocol: Protocol,
+    policies: Policies,
 }
 
 impl<A: RemoteAgent> Exported for Export<A> {
@@ -666,19 +845,25 @@ impl<A: RemoteAgent> Exported for Export<A> {
         &self.protocol
     }
 
+    fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
     fn deliver<'a>(
         &'a self,
+        node: &'a Inner,
+        link: &'a Arc<Link>,
+        slot: u32,
         payload: &'a [u8],
-        reply_to: Option<(Arc<Link>, u64)>,
+        id: Option<u64>,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
-        link_caller: &'a Arc<actor_core::Caller>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
             let msg = match rmp_serde::from_slice::<A::Msg>(payload) {
                 Ok(msg) => msg,
                 Err(e) => {
-                    match reply_to {
-                        Some((link, id)) => send_failure(&link, id, &Failure::Undecodable).await,
+                    match id {
+                        Some(id) => send_failure(link, id, &Failure::Undecodable).await,
                         // A cast has no one to answer: say so here rather than drop it
                         // silently.
                         None => tracing::warn!(
@@ -690,19 +875,105 @@ impl<A: RemoteAgent> Exported for Export<A> {
                     return;
                 }
             };
-            let caller = Some(link_caller.clone());
-            let rx = match deliver(&self.agent, msg, reply_to.is_some(), caller).await {
+            // Access control: the handler never runs unless a policy allows.
+            let handler = A::handler(&msg);
+            let call = id.is_some();
+            let kind = if call { "call" } else { "cast" };
+            // Decisions are cached per link, export and handler until a policy or the
+            // peer's credential changes, or the credential expires.
+            let key = (slot, handler, call);
+            let generation = node.policy_generation.load(std::sync::atomic::Ordering::Acquire);
+            let now = crate::agent::unix_secs(std::time::SystemTime::now());
+            let cached = link.cached_decision(key, generation, now);
+            if cached == Some(true) && !node.audit_allowed {
+                return self.enqueue(link, msg, id, permit).await;
+            }
+            let policy = self.policies.for_handler(handler, node);
+            let credential_generation = link.credential_generation();
+            let allowed = match cached {
+                Some(allowed) => allowed,
+                None => {
+                    let env =
+                        node.environment(link, &self.policies.name, self.protocol.name(), handler, call);
+                    let allowed = policy.as_ref().is_some_and(|p| p.decide(&env).is_allowed());
+                    let until = link
+                        .credential()
+                        .map_or(u64::MAX, |c| c.expires_at())
+                        .max(now.saturating_add(1));
+                    link.cache_decision(key, (allowed, generation, credential_generation, until));
+                    allowed
+                }
+            };
+            let decision = if allowed {
+                Decision::Allow
+            } else {
+                let env = node.environment(link, &self.policies.name, self.protocol.name(), handler, call);
+                match &policy {
+                    Some(p) => p.decide(&env),
+                    None => Decision::Deny(actor_abac::Denial::False),
+                }
+            };
+            let policy_text = policy.as_deref().map_or("none (deny)", Policy::text);
+            if !decision.is_allowed() {
+                tracing::warn!(
+                    target: "troupe::audit",
+                    caller = %link.peer,
+                    export = %self.policies.name,
+                    handler,
+                    kind,
+                    decision = "deny",
+                    reason = %decision,
+                    policy = policy_text,
+                    "remote message denied"
+                );
+                if let Some(id) = id {
+                    send_failure(link, id, &Failure::Denied).await;
+                }
+                return;
+            }
+            if node.audit_allowed {
+                tracing::info!(
+                    target: "troupe::audit",
+                    caller = %link.peer,
+                    export = %self.policies.name,
+                    handler,
+                    kind,
+                    decision = "allow",
+                    policy = policy_text,
+                    "remote message allowed"
+                );
+            }
+            self.enqueue(link, msg, id, permit).await
+        })
+    }
+}
+
+impl<A: RemoteAgent> Export<A> {
+    /// Puts an allowed message in the agent's mailbox; for a call, answers when the
+    /// reply comes.
+    async fn enqueue(
+        &self,
+        link: &Arc<Link>,
+        msg: A::Msg,
+        id: Option<u64>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let call = id.is_some();
+        {
+            let caller = Some(link.caller.clone());
+            let rx = match deliver(&self.agent, msg, call, caller).await {
                 Ok(rx) => rx,
                 Err(_stopped) => {
-                    if let Some((link, id)) = reply_to {
-                        send_failure(&link, id, &Failure::Stopped).await;
+                    if let Some(id) = id {
+                        send_failure(link, id, &Failure::Stopped).await;
                     }
                     return;
                 }
             };
-            let (Some(rx), Some((link, id))) = (rx, reply_to) else {
+            let (Some(rx), Some(id)) = (rx, id) else {
                 return;
             };
+            let link = link.clone();
             // The reply is awaited off the reader, so other messages keep flowing.
             tokio::spawn(async move {
                 let _permit = permit;
@@ -726,7 +997,79 @@ impl<A: RemoteAgent> Exported for Export<A> {
                     Err(e) => send_failure(&link, id, &Failure::from_call_error(&e)).await,
                 }
             });
-        })
+        }
+    }
+}
+
+/// An export on this node, to set its access policies.
+///
+/// ```
+/// # use troupe::prelude::*;
+/// # use troupe::secure::{Node, TrustPolicy};
+/// # #[derive(Default)] pub struct Counter { n: u64 }
+/// # #[agent(remote)] impl Counter {
+/// #     #[handle] fn get(&self) -> u64 { self.n }
+/// #     #[handle] fn reset(&mut self) { self.n = 0; }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let system = System::new();
+/// # let node = Node::builder().trust(TrustPolicy::any()).start(&system).await?;
+/// node.export("counter", &system.spawn(Counter::default()))?
+///     .policy(r#"team = "research""#)?                 // every handler
+///     .handler_policy("reset", r#"role = "admin""#)?;  // this one instead
+/// # node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ExportHandle {
+    node: Node,
+    name: String,
+}
+
+impl ExportHandle {
+    fn with_policies(&self, f: impl FnOnce(&Policies)) -> Result<(), NodeError> {
+        let exports = self
+            .node
+            .inner
+            .exports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let export = exports
+            .by_name
+            .get(&self.name)
+            .and_then(|slot| exports.by_slot.get(slot))
+            .ok_or_else(|| NodeError::NotExported(self.name.clone()))?;
+        f(export.policies());
+        self.node.inner.policies_changed();
+        Ok(())
+    }
+
+    /// Sets the policy for every handler of the export that has none of its own. Takes
+    /// effect for the next message; replaces any earlier one.
+    pub fn policy(self, text: impl AsRef<str>) -> Result<Self, NodeError> {
+        let policy = Arc::new(Policy::parse(text.as_ref()).map_err(NodeError::Policy)?);
+        self.with_policies(|p| *p.whole.write().unwrap_or_else(PoisonError::into_inner) = Some(policy))?;
+        Ok(self)
+    }
+
+    /// Sets the policy of one handler (by its method name). Takes effect for the next
+    /// message; replaces any earlier one.
+    pub fn handler_policy(self, handler: &str, text: impl AsRef<str>) -> Result<Self, NodeError> {
+        let policy = Arc::new(Policy::parse(text.as_ref()).map_err(NodeError::Policy)?);
+        self.with_policies(|p| {
+            p.handlers
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(handler.to_owned(), policy);
+        })?;
+        Ok(self)
+    }
+
+    /// The export's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 

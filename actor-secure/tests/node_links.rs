@@ -46,7 +46,7 @@ async fn pair(system: &System) -> (Node, Node, ActorRef<Store>) {
     let a = node(system, ia, TrustPolicy::allow([idb])).await;
     let b = node(system, ib, TrustPolicy::allow([ida])).await;
     let store = system.spawn(Store::default());
-    a.export("store", &store).expect("export");
+    a.export("store", &store).expect("export").policy("true").unwrap();
     (a, b, store)
 }
 
@@ -177,7 +177,10 @@ async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_servin
     )
     .await;
     let b = node(&system, ib, TrustPolicy::allow([ida2])).await;
-    a2.export("store", &system.spawn(Store::default())).unwrap();
+    a2.export("store", &system.spawn(Store::default()))
+        .unwrap()
+        .policy("true")
+        .unwrap();
     for garbage in [
         vec![],                                            // shorter than a header
         vec![99; 40],                                      // unknown kind
@@ -188,6 +191,8 @@ async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_servin
         let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([a2.identifier()]))
             .await
             .expect("the hostile peer is trusted");
+        let first = ch.recv().await.unwrap();
+        assert_eq!(first[0], 6, "a node's first link message is its credential");
         ch.send(&garbage).await.unwrap();
         let ended = tokio::time::timeout(Duration::from_secs(5), ch.recv()).await;
         assert!(matches!(ended, Ok(Err(_))), "the node closed the link: {ended:?}");
@@ -198,6 +203,7 @@ async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_servin
     let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([a2.identifier()]))
         .await
         .unwrap();
+    assert_eq!(ch.recv().await.unwrap()[0], 6, "the credential first");
     let mut call_to_nowhere = vec![3, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 42];
     call_to_nowhere.extend_from_slice(&[0x90]);
     ch.send(&call_to_nowhere).await.unwrap();
@@ -236,7 +242,10 @@ async fn dropping_a_node_without_shutdown_fails_its_calls_instead_of_hanging() {
     let (ida, idb) = (ia.identifier(), ib.identifier());
     let a = node(&system, ia, TrustPolicy::allow([idb])).await;
     let b = node(&system, ib, TrustPolicy::allow([ida])).await;
-    a.export("sleeper", &system.spawn(Sleeper)).unwrap();
+    a.export("sleeper", &system.spawn(Sleeper))
+        .unwrap()
+        .policy("true")
+        .unwrap();
     let sleeper = b.lookup::<Sleeper>("sleeper", a.addr()).await.unwrap();
     let in_flight = tokio::spawn({
         let sleeper = sleeper.clone();

@@ -176,7 +176,11 @@ async fn setup(system: &System) -> Setup {
         .start(system)
         .await
         .unwrap();
-    server.export("counter", &system.spawn(Counter::default())).unwrap();
+    server
+        .export("counter", &system.spawn(Counter::default()))
+        .unwrap()
+        .policy("true") // any node the trust policy lets in
+        .unwrap();
     let counter = client.lookup::<Counter>("counter", server.addr()).await.unwrap();
     Setup {
         server,

@@ -32,6 +32,8 @@ pub(crate) enum Kind {
     Cast = 4,
     /// The reply to call `id`; payload a status byte, then the reply or a [`Failure`].
     Reply = 5,
+    /// The sender's credential (empty: none), first on a link and again on refresh.
+    Credential = 6,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             3 => Kind::Call,
             4 => Kind::Cast,
             5 => Kind::Reply,
+            6 => Kind::Credential,
             _ => return None,
         })
     }
@@ -113,6 +116,7 @@ pub(crate) enum Failure {
     NoSuchExport,
     Undecodable,
     Unencodable,
+    Denied,
     Other(String),
 }
 
@@ -134,6 +138,7 @@ impl Failure {
             Failure::NoSuchExport => CallError::Remote("the agent is no longer exported".into()),
             Failure::Undecodable => CallError::Remote("the remote node could not decode the message".into()),
             Failure::Unencodable => CallError::Remote("the remote node could not encode the reply".into()),
+            Failure::Denied => CallError::Denied,
             Failure::Other(why) => CallError::Remote(why),
         }
     }
@@ -275,7 +280,19 @@ pub(crate) struct Link {
     pub(crate) max_message: usize,
     closed: AtomicBool,
     closed_waiters: Mutex<Vec<Waker>>,
+    /// The peer's verified credential, if it presented a valid one.
+    credential: Mutex<Option<crate::credential::VerifiedCredential>>,
+    /// Bumped whenever `credential` changes (decisions made before no longer hold).
+    credential_generation: AtomicU64,
+    /// Access decisions for (export slot, handler, is a call), with what they depended
+    /// on: allowed, policy generation, credential generation, valid until (Unix s).
+    decisions: Mutex<HashMap<DecisionKey, CachedDecision>>,
 }
+
+/// (export slot, handler, is a call).
+pub(crate) type DecisionKey = (u32, &'static str, bool);
+/// (allowed, policy generation, credential generation, valid until in Unix seconds).
+pub(crate) type CachedDecision = (bool, u64, u64, u64);
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -303,7 +320,40 @@ impl Link {
             max_message,
             closed: AtomicBool::new(false),
             closed_waiters: Mutex::new(Vec::new()),
+            credential: Mutex::new(None),
+            credential_generation: AtomicU64::new(0),
+            decisions: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub(crate) fn credential(&self) -> Option<crate::credential::VerifiedCredential> {
+        self.credential
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_credential(&self, credential: Option<crate::credential::VerifiedCredential>) {
+        *self.credential.lock().unwrap_or_else(PoisonError::into_inner) = credential;
+        self.credential_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn credential_generation(&self) -> u64 {
+        self.credential_generation.load(Ordering::Acquire)
+    }
+
+    /// A cached decision that still holds for these generations at `now`.
+    pub(crate) fn cached_decision(&self, key: DecisionKey, policy_generation: u64, now: u64) -> Option<bool> {
+        let decisions = self.decisions.lock().unwrap_or_else(PoisonError::into_inner);
+        let &(allowed, p, c, until) = decisions.get(&key)?;
+        (p == policy_generation && c == self.credential_generation() && now < until).then_some(allowed)
+    }
+
+    pub(crate) fn cache_decision(&self, key: DecisionKey, entry: CachedDecision) {
+        self.decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, entry);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
