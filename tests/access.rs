@@ -238,3 +238,57 @@ async fn no_policy_means_deny_and_an_invalid_credential_means_no_attributes() {
     node.shutdown().await;
     server.shutdown().await;
 }
+
+// ANCHOR: declared
+/// An agent that declares who may call a handler, next to the handler.
+#[derive(Default)]
+pub struct Vault {
+    opened: u32,
+}
+
+#[agent(remote)]
+impl Vault {
+    #[handle]
+    fn peek(&self) -> u32 {
+        self.opened
+    }
+    #[handle(policy = r#"role = "admin""#)]
+    fn open(&mut self) -> u32 {
+        self.opened += 1;
+        self.opened
+    }
+}
+// ANCHOR_END: declared
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_declared_on_handlers_apply_when_exported_and_can_be_overridden() {
+    let system = System::new();
+    let authority = Authority::generate();
+    let server = Node::builder()
+        .trust(TrustPolicy::any())
+        .trust_authority(authority.identifier())
+        .start(&system)
+        .await
+        .unwrap();
+    let vault = server
+        .export("vault", &system.spawn(Vault::default()))
+        .unwrap()
+        .policy("has_credential")
+        .unwrap();
+    let me = Identity::generate();
+    let planner = authority
+        .issue(
+            me.identifier(),
+            attrs! { "role" => "planner" },
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    let node = caller(&system, me, Some(planner), &server).await;
+    let remote = node.lookup::<Vault>("vault", server.addr()).await.unwrap();
+    assert_eq!(remote.peek().await, Ok(0), "the export's policy");
+    assert_eq!(remote.open().await, Err(CallError::Denied), "the handler's own");
+    let _ = vault.handler_policy("open", r#"role = "planner""#).unwrap();
+    assert_eq!(remote.open().await, Ok(1), "overridden at run time");
+    node.shutdown().await;
+    server.shutdown().await;
+}

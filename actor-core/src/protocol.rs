@@ -40,6 +40,13 @@ pub trait RemoteAgent: Agent<Msg: Serialize + DeserializeOwned, Reply: Serialize
     /// The name of the handler a message is for (what access policies see as
     /// `action.handler`).
     fn handler(msg: &Self::Msg) -> &'static str;
+
+    /// The access policies declared on handlers with `#[handle(policy = "...")]`: (handler,
+    /// policy text), checked when the agent was compiled. A node applies them when the
+    /// agent is exported.
+    fn handler_policies() -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
 }
 
 /// The name of a remote agent and a fingerprint of its handlers: their names, order,

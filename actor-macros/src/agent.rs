@@ -52,6 +52,27 @@ fn expand_struct(attr: TokenStream, item: syn::ItemStruct) -> TokenStream {
 fn expand_impl(attr: TokenStream, item: syn::ItemImpl) -> TokenStream {
     let args = AgentArgs::parse(attr, Place::Impl);
     let (model, cleaned, err) = AgentImpl::parse(item);
+    // A handler's policy guards remote callers: it needs `remote`.
+    let err = match (&args, &model) {
+        (Ok(args), Some(model)) if !args.remote => model
+            .handlers
+            .iter()
+            .filter_map(|h| h.policy.as_ref())
+            .map(|p| {
+                syn::Error::new(
+                    p.span(),
+                    "a handler policy guards calls from other nodes: add `remote` to `#[agent(..)]` on the impl block",
+                )
+            })
+            .fold(err, |acc, e| match acc {
+                Some(mut acc) => {
+                    acc.combine(e);
+                    Some(acc)
+                }
+                None => Some(e),
+            }),
+        _ => err,
+    };
     match (args, model, err) {
         (Ok(args), Some(model), None) => expand::generate(&model, &args),
         (Err(e1), _, Some(mut e2)) => {

@@ -63,6 +63,10 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
         });
         let phantom_handler =
             (!type_params.is_empty()).then(|| quote!(#msg::__Phantom(never, _) => match *never {},));
+        let policies = model.handlers.iter().filter_map(|h| {
+            let method = h.method.to_string();
+            h.policy.as_ref().map(|p| quote! { (#method, #p), })
+        });
         quote! {
             #[automatically_derived]
             impl #impl_g #krate::RemoteAgent for #self_ty #remote_where {
@@ -79,6 +83,10 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                         #(#handler_arms)*
                         #phantom_handler
                     }
+                }
+
+                fn handler_policies() -> &'static [(&'static str, &'static str)] {
+                    &[#(#policies)*]
                 }
             }
         }

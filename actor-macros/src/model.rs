@@ -60,6 +60,8 @@ pub(crate) struct Handler {
     pub(crate) ret: Type,
     /// True when the handler takes `Reply<T>` and answers through it.
     pub(crate) deferred: bool,
+    /// `#[handle(policy = "...")]`: the access policy for remote callers (checked).
+    pub(crate) policy: Option<syn::LitStr>,
     pub(crate) docs: Vec<syn::Attribute>,
 }
 
@@ -97,6 +99,28 @@ impl Role {
             Role::OnDown => ON_DOWN,
         }
     }
+}
+
+/// `#[handle(policy = "...")]`: the policy text, checked with the policy language's own
+/// parser so that a mistake is a compile error pointing at the literal.
+fn parse_handle_args(attr: &syn::Attribute, errors: &mut Errors) -> Option<syn::LitStr> {
+    let mut policy = None;
+    let parsed = attr.parse_nested_meta(|meta| {
+        if meta.path.is_ident(crate::symbol::POLICY) {
+            let lit: syn::LitStr = meta.value()?.parse()?;
+            if let Err(e) = actor_abac::Policy::parse(&lit.value()) {
+                errors.push(lit.span(), format!("invalid policy {e}"));
+            }
+            policy = Some(lit);
+            Ok(())
+        } else {
+            Err(meta.error("unknown `#[handle]` option; expected `policy = \"...\"`"))
+        }
+    });
+    if let Err(e) = parsed {
+        errors.add(e);
+    }
+    policy
 }
 
 fn role_of(attr: &syn::Attribute) -> Option<Role> {
@@ -152,8 +176,13 @@ impl AgentImpl {
             let ImplItem::Fn(f) = impl_item else { continue };
             let mut roles = Vec::new();
             let mut kept = Vec::new();
+            let mut policy = None;
             for attr in f.attrs.drain(..) {
                 match role_of(&attr) {
+                    Some(Role::Handle) if matches!(attr.meta, syn::Meta::List(_)) => {
+                        policy = parse_handle_args(&attr, &mut errors);
+                        roles.push((Role::Handle, attr.span()));
+                    }
                     Some(role) => {
                         if !matches!(attr.meta, syn::Meta::Path(_)) {
                             errors.push(attr.span(), format!("`#[{}]` takes no arguments", role.attr()));
@@ -207,7 +236,8 @@ impl AgentImpl {
                     } else {
                         variants.insert(variant.to_string(), f.sig.ident.clone());
                     }
-                    if let Some(h) = parse_handler(f, variant, &self_ty, &mut errors) {
+                    if let Some(mut h) = parse_handler(f, variant, &self_ty, &mut errors) {
+                        h.policy = policy;
                         handlers.push(h);
                     }
                 }
@@ -421,6 +451,7 @@ fn parse_handler(
         params,
         ret,
         docs,
+        policy: None,
     })
 }
 

@@ -9,6 +9,8 @@ pub(crate) const ON_DOWN: &str = "on_down";
 pub(crate) const OPT_MAILBOX: &str = "mailbox";
 pub(crate) const OPT_CRATE: &str = "crate";
 pub(crate) const OPT_REMOTE: &str = "remote";
+/// `#[handle(policy = "...")]`.
+pub(crate) const POLICY: &str = "policy";
 
 /// The type of the optional context parameter (matched on its last path segment).
 pub(crate) const CONTEXT: &str = "Context";

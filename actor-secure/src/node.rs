@@ -513,6 +513,18 @@ impl Node {
                 protocol: A::protocol(),
                 policies: Policies {
                     name: name.clone(),
+                    // Policies declared with `#[handle(policy = "...")]`, checked when the
+                    // agent was compiled.
+                    handlers: RwLock::new(
+                        A::handler_policies()
+                            .iter()
+                            .filter_map(|(handler, text)| {
+                                Policy::parse(text)
+                                    .ok()
+                                    .map(|p| ((*handler).to_owned(), Arc::new(p)))
+                            })
+                            .collect(),
+                    ),
                     ..Policies::default()
                 },
             }),
