@@ -292,3 +292,66 @@ async fn policies_declared_on_handlers_apply_when_exported_and_can_be_overridden
     node.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_carry_attributes_and_nodes_and_authorities_reserve_names() {
+    let system = System::new();
+    // An authority that refuses to issue `clearance`, and one that does not.
+    let strict = Authority::generate().reserve_attribute("clearance");
+    let lax = Authority::generate();
+    let me = Identity::generate();
+    assert!(strict
+        .issue(
+            me.identifier(),
+            attrs! { "clearance" => "top" },
+            Duration::from_secs(60)
+        )
+        .is_err());
+    let claims_clearance = lax
+        .issue(
+            me.identifier(),
+            attrs! { "clearance" => "top", "team" => "ops" },
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    // The node reserves `clearance` too: what `lax` says about it never counts.
+    let server = Node::builder()
+        .trust(TrustPolicy::any())
+        .trust_authority(lax.identifier())
+        .reserve_attribute("clearance")
+        .start(&system)
+        .await
+        .unwrap();
+    let export = server
+        .export("vault", &system.spawn(Vault::default()))
+        .unwrap()
+        .attribute("sensitivity", "high")
+        .unwrap()
+        .policy(
+            r#"(or (and (= subject.team "ops") (= resource.sensitivity "low")) (= subject.clearance "top"))"#,
+        )
+        .unwrap();
+    let node = caller(&system, me, Some(claims_clearance), &server).await;
+    let vault = node.lookup::<Vault>("vault", server.addr()).await.unwrap();
+    assert_eq!(
+        vault.peek().await,
+        Err(CallError::Denied),
+        "clearance dropped, sensitivity high"
+    );
+    let _ = export.attribute("sensitivity", "low").unwrap();
+    assert_eq!(
+        vault.peek().await,
+        Ok(0),
+        "the export's attribute counts, changed at run time"
+    );
+    assert!(
+        server
+            .export("other", &system.spawn(Vault::default()))
+            .unwrap()
+            .attribute("name", "x")
+            .is_err(),
+        "resource.name is the node's"
+    );
+    node.shutdown().await;
+    server.shutdown().await;
+}

@@ -178,6 +178,7 @@ fn check_value(name: &str, value: &str) -> Result<(), CredentialError> {
 /// ```
 pub struct Authority {
     identity: Identity,
+    reserved: Vec<String>,
 }
 
 impl fmt::Debug for Authority {
@@ -191,12 +192,23 @@ impl Authority {
     pub fn generate() -> Authority {
         Authority {
             identity: Identity::generate(),
+            reserved: Vec::new(),
         }
     }
 
     /// An authority that signs with `identity`.
     pub fn from_identity(identity: Identity) -> Authority {
-        Authority { identity }
+        Authority {
+            identity,
+            reserved: Vec::new(),
+        }
+    }
+
+    /// Refuses to issue credentials that set `name` (repeatable), beyond the names every
+    /// authority refuses ([`RESERVED_ATTRIBUTES`]).
+    pub fn reserve_attribute(mut self, name: impl Into<String>) -> Authority {
+        self.reserved.push(name.into());
+        self
     }
 
     /// Loads the authority's key from `path`, creating it if absent (with the care of
@@ -235,6 +247,9 @@ impl Authority {
         for (name, value) in attributes.iter() {
             check_name(name)?;
             check_value(name, value)?;
+            if self.reserved.iter().any(|r| r == name) {
+                return Err(CredentialError::ReservedAttribute(name.to_owned()));
+            }
         }
         if expires_at <= not_before {
             return Err(CredentialError::BadValidity);
@@ -305,6 +320,16 @@ impl VerifiedCredential {
     /// The verified subject.
     pub fn subject(&self) -> &Identifier {
         &self.subject
+    }
+
+    /// The same, with the attributes named in `reserved` dropped (logged).
+    pub fn without(mut self, reserved: &[String]) -> VerifiedCredential {
+        for name in reserved {
+            if self.attributes.0.remove(name).is_some() {
+                tracing::warn!(subject = %self.subject, attribute = %name, "credential attribute ignored: reserved here");
+            }
+        }
+        self
     }
 
     /// When the attributes stop counting (Unix seconds).

@@ -132,9 +132,18 @@ pub struct NodeBuilder {
     credential: Option<Credential>,
     default_policy: Option<Policy>,
     audit_allowed: bool,
+    reserved: Vec<String>,
 }
 
 impl NodeBuilder {
+    /// Reserves a subject attribute name (repeatable): credentials that carry it anyway
+    /// have it dropped, so only the node decides what it means (`identifier` and
+    /// `has_credential` are always reserved).
+    pub fn reserve_attribute(mut self, name: impl Into<String>) -> Self {
+        self.reserved.push(name.into());
+        self
+    }
+
     /// Trusts `authority` to vouch for other nodes' attributes (repeatable): credentials
     /// it issued count in access policies.
     pub fn trust_authority(mut self, authority: Identifier) -> Self {
@@ -246,6 +255,7 @@ impl NodeBuilder {
             default_policy: RwLock::new(self.default_policy.map(Arc::new)),
             policy_generation: std::sync::atomic::AtomicU64::new(0),
             audit_allowed: self.audit_allowed,
+            reserved: self.reserved,
             exports: Mutex::new(Exports::default()),
             links: Mutex::new(Links::default()),
             tasks: Mutex::new(JoinSet::new()),
@@ -313,6 +323,7 @@ struct Inner {
     /// Bumped whenever any policy changes (cached decisions no longer hold).
     policy_generation: std::sync::atomic::AtomicU64,
     audit_allowed: bool,
+    reserved: Vec<String>,
     exports: Mutex<Exports>,
     links: Mutex<Links>,
     tasks: Mutex<JoinSet<()>>,
@@ -426,7 +437,9 @@ impl Inner {
             link.set_credential(None);
             return;
         }
-        let verified = Credential::from_bytes(payload).and_then(|c| c.verify(&self.authorities, &link.peer));
+        let verified = Credential::from_bytes(payload)
+            .and_then(|c| c.verify(&self.authorities, &link.peer))
+            .map(|v| v.without(&self.reserved));
         match verified {
             Ok(v) => link.set_credential(Some(v)),
             Err(e) => {
@@ -476,6 +489,7 @@ impl Node {
             credential: None,
             default_policy: None,
             audit_allowed: false,
+            reserved: Vec::new(),
         }
     }
 
@@ -829,6 +843,8 @@ struct Policies {
     name: String,
     whole: RwLock<Option<Arc<Policy>>>,
     handlers: RwLock<HashMap<String, Arc<Policy>>>,
+    /// `resource.<name>` attributes given at export.
+    attributes: RwLock<Vec<(String, String)>>,
 }
 
 impl Policies {
@@ -905,8 +921,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let allowed = match cached {
                 Some(allowed) => allowed,
                 None => {
-                    let env =
-                        node.environment(link, &self.policies.name, self.protocol.name(), handler, call);
+                    let env = self.environment(node, link, handler, call);
                     let allowed = policy.as_ref().is_some_and(|p| p.decide(&env).is_allowed());
                     let until = link
                         .credential()
@@ -919,7 +934,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let decision = if allowed {
                 Decision::Allow
             } else {
-                let env = node.environment(link, &self.policies.name, self.protocol.name(), handler, call);
+                let env = self.environment(node, link, handler, call);
                 match &policy {
                     Some(p) => p.decide(&env),
                     None => Decision::Deny(actor_abac::Denial::False),
@@ -961,6 +976,21 @@ impl<A: RemoteAgent> Exported for Export<A> {
 }
 
 impl<A: RemoteAgent> Export<A> {
+    /// The node's environment for this message, with the export's own attributes.
+    fn environment(&self, node: &Inner, link: &Link, handler: &str, call: bool) -> Environment {
+        let mut env = node.environment(link, &self.policies.name, self.protocol.name(), handler, call);
+        for (name, value) in self
+            .policies
+            .attributes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            env.insert(format!("resource.{name}"), value.as_str());
+        }
+        env
+    }
+
     /// Puts an allowed message in the agent's mailbox; for a call, answers when the
     /// reply comes.
     async fn enqueue(
@@ -1075,6 +1105,25 @@ impl ExportHandle {
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(handler.to_owned(), policy);
+        })?;
+        Ok(self)
+    }
+
+    /// Sets the export's attribute `name` (policies see it as `resource.<name>`; `name`
+    /// and `agent` are set by the node and cannot be replaced). Takes effect for the next
+    /// message.
+    pub fn attribute(self, name: &str, value: impl Into<String>) -> Result<Self, NodeError> {
+        if matches!(name, "name" | "agent") {
+            return Err(NodeError::Policy(actor_abac::ParseError {
+                position: 0,
+                message: format!("`resource.{name}` is set by the node"),
+            }));
+        }
+        let value = value.into();
+        self.with_policies(|p| {
+            let mut attributes = p.attributes.write().unwrap_or_else(PoisonError::into_inner);
+            attributes.retain(|(n, _)| n != name);
+            attributes.push((name.to_owned(), value));
         })?;
         Ok(self)
     }
