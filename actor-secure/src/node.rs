@@ -70,6 +70,8 @@ pub enum NodeError {
     Policy(actor_abac::ParseError),
     /// No export of that name on this node.
     NotExported(String),
+    /// The node sets this export attribute itself (`name`, `agent`).
+    ReservedAttribute(String),
 }
 
 impl fmt::Display for NodeError {
@@ -89,6 +91,7 @@ impl fmt::Display for NodeError {
             NodeError::Protocol(what) => write!(f, "unexpected answer from the other node: {what}"),
             NodeError::Policy(e) => write!(f, "invalid policy {e}"),
             NodeError::NotExported(name) => write!(f, "nothing is exported as `{name}` here"),
+            NodeError::ReservedAttribute(name) => write!(f, "`resource.{name}` is set by the node"),
         }
     }
 }
@@ -1114,10 +1117,7 @@ impl ExportHandle {
     /// message.
     pub fn attribute(self, name: &str, value: impl Into<String>) -> Result<Self, NodeError> {
         if matches!(name, "name" | "agent") {
-            return Err(NodeError::Policy(actor_abac::ParseError {
-                position: 0,
-                message: format!("`resource.{name}` is set by the node"),
-            }));
+            return Err(NodeError::ReservedAttribute(name.to_owned()));
         }
         let value = value.into();
         self.with_policies(|p| {
