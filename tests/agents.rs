@@ -688,3 +688,40 @@ fn generated_messages_and_replies_print_with_debug_when_their_types_do() {
         label: String::new(),
     };
 }
+
+// An agent declared by a `macro_rules!` macro: the generated calls to its methods must
+// resolve `self` like the generated `handle` does.
+macro_rules! counter_agent {
+    ($name:ident, $($handlers:tt)*) => {
+        #[derive(Default)]
+        pub struct $name {
+            n: u64,
+        }
+
+        #[agent]
+        impl $name {
+            $($handlers)*
+        }
+    };
+}
+
+counter_agent! {
+    MacroCounter,
+    #[handle]
+    fn bump(&mut self, by: u64) -> u64 {
+        self.n += by;
+        self.n
+    }
+    #[on_start]
+    fn begin(&mut self) {
+        self.n = 10;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_declared_by_a_macro_rules_macro_works() {
+    let system = System::new();
+    let c = system.spawn(MacroCounter::default());
+    assert_eq!(c.bump(5).await, Ok(15));
+    system.shutdown().await;
+}

@@ -189,10 +189,14 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
             Param::Down => quote!(down),
             Param::Reply => quote!(__troupe_reply),
         });
+        // `self` keeps the expansion's own span (it must resolve like the generated
+        // `handle`'s receiver, also when the impl comes from a `macro_rules!`); only the
+        // method name points at the user's code.
+        let receiver = quote!(self);
         let call = if h.is_async {
-            quote_spanned!(method.span()=> self.#method(#(#call_args),*).await)
+            quote_spanned!(method.span()=> #receiver.#method(#(#call_args),*).await)
         } else {
-            quote_spanned!(method.span()=> self.#method(#(#call_args),*))
+            quote_spanned!(method.span()=> #receiver.#method(#(#call_args),*))
         };
         if h.deferred {
             // The handler takes the reply slot and answers when it likes.
@@ -446,6 +450,7 @@ fn canonical_tokens(tokens: &impl quote::ToTokens) -> String {
 
 fn hook_call(h: &Hook) -> TokenStream {
     let method = &h.method;
+    let receiver = quote!(self);
     let args = h.params.iter().map(|p| match p {
         Param::Ctx => quote!(ctx),
         Param::Reason => quote!(reason),
@@ -453,8 +458,8 @@ fn hook_call(h: &Hook) -> TokenStream {
         Param::Arg(_) | Param::Reply => quote!(),
     });
     if h.is_async {
-        quote_spanned!(method.span()=> self.#method(#(#args),*).await)
+        quote_spanned!(method.span()=> #receiver.#method(#(#args),*).await)
     } else {
-        quote_spanned!(method.span()=> self.#method(#(#args),*))
+        quote_spanned!(method.span()=> #receiver.#method(#(#args),*))
     }
 }
