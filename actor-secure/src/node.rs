@@ -751,7 +751,13 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                 _ => break "reply without a status".into(),
             },
             Kind::Found => link.complete(frame.id, Ok(frame.payload)),
-            Kind::Credential => node.accept_credential(&link, frame.payload),
+            Kind::Credential => {
+                // Each one costs a signature check: a peer that floods them loses its link.
+                if !link.take_credential_budget() {
+                    break "credentials presented too fast".into();
+                }
+                node.accept_credential(&link, frame.payload);
+            }
             Kind::Lookup => {
                 let answer = match rmp_serde::from_slice::<LookupRequest>(frame.payload) {
                     Ok(request) => answer_lookup(&node, &request),

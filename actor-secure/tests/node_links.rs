@@ -197,6 +197,23 @@ async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_servin
         let ended = tokio::time::timeout(Duration::from_secs(5), ch.recv()).await;
         assert!(matches!(ended, Ok(Err(_))), "the node closed the link: {ended:?}");
     }
+    // Credentials cost a signature check each: a flood of them loses the link.
+    let tcp = TcpStream::connect(a2.addr()).await.unwrap();
+    let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([a2.identifier()]))
+        .await
+        .unwrap();
+    assert_eq!(ch.recv().await.unwrap()[0], 6, "the credential first");
+    let empty_credential = [6u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    for _ in 0..20 {
+        if ch.send(&empty_credential).await.is_err() {
+            break;
+        }
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), ch.recv()).await;
+    assert!(
+        matches!(ended, Ok(Err(_))),
+        "the node closed the flooding link: {ended:?}"
+    );
     // A call to a slot that was never exported, and a message that does not decode, get
     // errors, not a hang or a crash.
     let tcp = TcpStream::connect(a2.addr()).await.unwrap();

@@ -16,6 +16,9 @@ use tokio::sync::Notify;
 
 use crate::identifier::Identifier;
 
+/// How many credentials a peer may present in a burst; then one per second.
+pub(crate) const CREDENTIAL_BURST: u32 = 8;
+
 /// Header: kind (1) || correlation id (8, big-endian) || export slot (4, big-endian).
 pub(crate) const HEADER_LEN: usize = 13;
 
@@ -284,6 +287,9 @@ pub(crate) struct Link {
     credential: Mutex<Option<crate::credential::VerifiedCredential>>,
     /// Bumped whenever `credential` changes (decisions made before no longer hold).
     credential_generation: AtomicU64,
+    /// Credentials the peer may still present now (each costs a signature check): a
+    /// bucket of [`CREDENTIAL_BURST`], refilled one per second.
+    credential_budget: Mutex<(u32, std::time::Instant)>,
     /// Access decisions for (export slot, handler, is a call), with what they depended
     /// on: allowed, policy generation, credential generation, valid until (Unix s).
     decisions: Mutex<HashMap<DecisionKey, CachedDecision>>,
@@ -322,6 +328,7 @@ impl Link {
             closed_waiters: Mutex::new(Vec::new()),
             credential: Mutex::new(None),
             credential_generation: AtomicU64::new(0),
+            credential_budget: Mutex::new((CREDENTIAL_BURST, std::time::Instant::now())),
             decisions: Mutex::new(HashMap::new()),
         }
     }
@@ -336,6 +343,26 @@ impl Link {
     pub(crate) fn set_credential(&self, credential: Option<crate::credential::VerifiedCredential>) {
         *self.credential.lock().unwrap_or_else(PoisonError::into_inner) = credential;
         self.credential_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Takes one credential from the peer's budget; false when it presents them faster
+    /// than [`CREDENTIAL_BURST`] and then one per second.
+    pub(crate) fn take_credential_budget(&self) -> bool {
+        let mut budget = self
+            .credential_budget
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (tokens, since) = &mut *budget;
+        let refill = u32::try_from(since.elapsed().as_secs()).unwrap_or(u32::MAX);
+        if refill > 0 {
+            *tokens = tokens.saturating_add(refill).min(CREDENTIAL_BURST);
+            *since = std::time::Instant::now();
+        }
+        if *tokens == 0 {
+            return false;
+        }
+        *tokens -= 1;
+        true
     }
 
     pub(crate) fn credential_generation(&self) -> u64 {
@@ -504,6 +531,15 @@ mod tests {
         fn abandoned(&self) -> bool {
             false
         }
+    }
+
+    #[test]
+    fn a_peer_cannot_present_credentials_faster_than_its_budget() {
+        let link = Link::new(Identifier::from_bytes([2; 32]), 4, 2, 1 << 20);
+        for _ in 0..CREDENTIAL_BURST {
+            assert!(link.take_credential_budget());
+        }
+        assert!(!link.take_credential_budget(), "the burst is spent");
     }
 
     #[test]
