@@ -69,35 +69,12 @@ fn tokens(text: &str) -> Result<Vec<(Token, usize)>, ParseError> {
                 }
             }
             '"' => {
-                let mut s = String::new();
-                let mut chars = text[i + 1..].char_indices();
-                let mut end = None;
-                while let Some((k, ch)) = chars.next() {
-                    match ch {
-                        '"' => {
-                            end = Some(i + 1 + k + 1);
-                            break;
-                        }
-                        '\\' => match chars.next() {
-                            Some((_, e @ ('"' | '\\'))) => s.push(e),
-                            _ => {
-                                return Err(ParseError::at(i + 1 + k, "unknown escape (only \\\" and \\\\)"))
-                            }
-                        },
-                        ch => s.push(ch),
-                    }
-                }
-                i = end.ok_or_else(|| ParseError::at(start, "string is never closed"))?;
+                let (s, end) = crate::parse::string(text, start)?;
+                i = end;
                 Token::Str(s)
             }
-            c if c.is_ascii_digit() || (c == '-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) => {
-                let mut end = i + 1;
-                while end < bytes.len() && bytes[end].is_ascii_digit() {
-                    end += 1;
-                }
-                let n = text[start..end]
-                    .parse::<i64>()
-                    .map_err(|_| ParseError::at(start, "number out of range"))?;
+            _ if crate::parse::starts_number(bytes, i) => {
+                let (n, end) = crate::parse::integer(text, start)?;
                 i = end;
                 Token::Int(n)
             }

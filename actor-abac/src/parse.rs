@@ -117,14 +117,8 @@ pub(crate) fn parse(text: &str) -> Result<Sexp, ParseError> {
                 i = end;
                 Sexp::Atom(Atom::Str(s), start)
             }
-            c if c.is_ascii_digit() || (c == '-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) => {
-                let mut end = i + 1;
-                while end < bytes.len() && bytes[end].is_ascii_digit() {
-                    end += 1;
-                }
-                let n = text[start..end]
-                    .parse::<i64>()
-                    .map_err(|_| ParseError::at(start, "number out of range"))?;
+            _ if starts_number(bytes, i) => {
+                let (n, end) = integer(text, start)?;
                 i = end;
                 Sexp::Atom(Atom::Int(n), start)
             }
@@ -158,9 +152,29 @@ pub(crate) fn parse(text: &str) -> Result<Sexp, ParseError> {
     done.ok_or_else(|| ParseError::at(text.len(), "empty policy"))
 }
 
+/// Whether a whole number starts at `i`: a digit, or `-` and a digit.
+pub(crate) fn starts_number(bytes: &[u8], i: usize) -> bool {
+    bytes.get(i).is_some_and(u8::is_ascii_digit)
+        || (bytes.get(i) == Some(&b'-') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+}
+
+/// A whole number starting at `start` (see [`starts_number`]): its value and the offset
+/// after it.
+pub(crate) fn integer(text: &str, start: usize) -> Result<(i64, usize), ParseError> {
+    let bytes = text.as_bytes();
+    let mut end = start + 1;
+    while end < bytes.len() && bytes[end].is_ascii_digit() {
+        end += 1;
+    }
+    let n = text[start..end]
+        .parse::<i64>()
+        .map_err(|_| ParseError::at(start, "number out of range"))?;
+    Ok((n, end))
+}
+
 /// A string literal starting at `start` (the opening quote): its value and the offset
 /// after the closing quote. Escapes: `\"` and `\\`.
-fn string(text: &str, start: usize) -> Result<(String, usize), ParseError> {
+pub(crate) fn string(text: &str, start: usize) -> Result<(String, usize), ParseError> {
     let mut out = String::new();
     let mut chars = text[start + 1..].char_indices();
     while let Some((k, c)) = chars.next() {

@@ -399,7 +399,7 @@ impl Inner {
             }
         }
         let connect = TcpStream::connect(addr);
-        let tcp = match tokio::time::timeout(self.channel_timeout(), connect).await {
+        let tcp = match tokio::time::timeout(self.lookup_timeout, connect).await {
             Ok(tcp) => tcp?,
             Err(_) => return Err(NodeError::Timeout),
         };
@@ -413,10 +413,6 @@ impl Inner {
             .by_addr
             .insert(addr, peer);
         Ok(link)
-    }
-
-    fn channel_timeout(&self) -> Duration {
-        self.lookup_timeout
     }
 
     fn policies_changed(&self) {
