@@ -65,5 +65,5 @@ pub use identity::{FileKind, Identity, IdentityError, IdentityFileError, PublicI
 pub use limiter::{HandshakeLimiter, HandshakePermit};
 pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
 pub use listener::{ListenerConfig, SecureListener};
-pub use node::{CallerIdentity, ExportHandle, Node, NodeBuilder, NodeError};
+pub use node::{CallerIdentity, ClusterMember, ExportHandle, MembershipConfig, Node, NodeBuilder, NodeError};
 pub use trust::TrustPolicy;

@@ -9,6 +9,9 @@
 //! reference between them.
 
 mod link;
+mod swim;
+
+pub use swim::MembershipConfig;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,12 +21,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actor_core::__private::{deliver, Envelope, RemoteTarget, ReplyTx};
 use actor_core::{ActorId, ActorRef, CallError, Protocol, RemoteAgent, System};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use actor_abac::{Decision, Environment, Policy};
@@ -35,7 +38,8 @@ use crate::identifier::Identifier;
 use crate::identity::Identity;
 use crate::listener::{ListenerConfig, SecureListener};
 use crate::trust::TrustPolicy;
-use link::{Failure, Kind, Link, LookupAnswer, LookupRequest, Refused, Waiting};
+use link::{Failure, Hello, Kind, Link, LookupAnswer, LookupRequest, Peer, Refused, Waiting};
+use swim::{Effect, MemberId, Swim};
 
 /// Why a node could not start, export or look up.
 #[non_exhaustive]
@@ -136,9 +140,24 @@ pub struct NodeBuilder {
     default_policy: Option<Policy>,
     audit_allowed: bool,
     reserved: Vec<String>,
+    seeds: Vec<String>,
+    membership: MembershipConfig,
 }
 
 impl NodeBuilder {
+    /// Nodes to join the cluster through (repeatable; `host:port`). The node keeps
+    /// trying, with backoff, until one answers; then membership finds the others.
+    pub fn seeds<S: Into<String>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
+        self.seeds.extend(seeds.into_iter().map(Into::into));
+        self
+    }
+
+    /// How the cluster notices dead nodes (default [`MembershipConfig::default`]).
+    pub fn membership(mut self, config: MembershipConfig) -> Self {
+        self.membership = config;
+        self
+    }
+
     /// Reserves a subject attribute name (repeatable): credentials that carry it anyway
     /// have it dropped, so only the node decides what it means (`identifier` and
     /// `has_credential` are always reserved).
@@ -244,6 +263,22 @@ impl NodeBuilder {
         let identity = Arc::new(self.identity.unwrap_or_else(Identity::generate));
         let tcp = TcpListener::bind(&self.listen).await?;
         let addr = tcp.local_addr()?;
+        // Which run of this node this is: a restart with the same identity is a new one,
+        // later than every earlier one.
+        let incarnation = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros(),
+        )
+        .unwrap_or(u64::MAX);
+        let mut seed = [0u8; 32];
+        let _ = getrandom::getrandom(&mut seed);
+        let me = MemberId {
+            node: *identity.identifier().as_bytes(),
+            addr,
+            incarnation,
+        };
         let inner = Arc::new(Inner {
             identity: identity.clone(),
             trust: trust.clone(),
@@ -259,6 +294,10 @@ impl NodeBuilder {
             policy_generation: std::sync::atomic::AtomicU64::new(0),
             audit_allowed: self.audit_allowed,
             reserved: self.reserved,
+            incarnation,
+            swim: Mutex::new(Some(Swim::new(me, &self.membership, seed))),
+            dial_failed: Mutex::new(HashMap::new()),
+            membership_sent: Default::default(),
             exports: Mutex::new(Exports::default()),
             links: Mutex::new(Links::default()),
             tasks: Mutex::new(JoinSet::new()),
@@ -266,7 +305,10 @@ impl NodeBuilder {
         });
         let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
         let weak = Arc::downgrade(&inner);
-        inner.spawn(accept_loop(listener, weak));
+        inner.spawn(accept_loop(listener, weak.clone()));
+        for seed in self.seeds {
+            inner.spawn(join(weak.clone(), seed));
+        }
         Ok(Node { inner })
     }
 }
@@ -327,6 +369,14 @@ struct Inner {
     policy_generation: std::sync::atomic::AtomicU64,
     audit_allowed: bool,
     reserved: Vec<String>,
+    /// Which run of this node this is (start time in microseconds).
+    incarnation: u64,
+    /// Membership; `None` once the node has shut down.
+    swim: Mutex<Option<Swim>>,
+    /// When dialling a member last failed (dials back off for a second).
+    dial_failed: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Membership packets and bytes this node has sent.
+    membership_sent: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
     exports: Mutex<Exports>,
     links: Mutex<Links>,
     tasks: Mutex<JoinSet<()>>,
@@ -351,9 +401,16 @@ struct Exports {
 
 #[derive(Default)]
 struct Links {
-    by_peer: HashMap<Identifier, Arc<Link>>,
+    /// The session with each node this one talks to.
+    by_peer: HashMap<Identifier, Arc<Peer>>,
+    /// Which node answered at each address this node dialled.
     by_addr: HashMap<SocketAddr, Identifier>,
+    /// One dial at a time per address.
+    dialing: HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
 }
+
+/// How long a retired duplicate link may take to finish what is in flight on it.
+const RETIRE_WITHIN: Duration = Duration::from_secs(60);
 
 impl Inner {
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
@@ -367,52 +424,267 @@ impl Inner {
         exports.by_slot.get(&slot).cloned()
     }
 
-    /// Starts the tasks of a new link over `ch`; returns the link.
-    fn install(self: &Arc<Self>, ch: SecureChannel<TcpStream>) -> Arc<Link> {
+    /// Starts the tasks of a new link over `ch` (`dialled`: this node opened it); the
+    /// link joins a session when the peer's hello arrives.
+    fn install(self: &Arc<Self>, ch: SecureChannel<TcpStream>, dialled: bool) -> Arc<Link> {
         let peer = *ch.peer();
         let link = Arc::new(Link::new(
             peer,
             self.outbox,
             self.max_waiting,
             self.channel.max_message_size,
+            dialled,
+            self.max_inbound_calls,
         ));
         let (reader, writer) = ch.split();
-        // Our credential is the link's first message, ahead of any call.
+        // Our hello, then our credential, ahead of any call.
+        let hello = Hello {
+            incarnation: self.incarnation,
+            addr: self.addr,
+        };
+        let body = rmp_serde::to_vec(&hello).unwrap_or_default();
+        let mut first = link::encode(Kind::Hello, 0, 0, body.len());
+        first.extend_from_slice(&body);
+        let _ = link.outbox.try_push_with(|| Some(first));
         let _ = link.outbox.try_push_with(|| Some(self.credential_message()));
         self.spawn(write_loop(link.clone(), writer));
         self.spawn(read_loop(link.clone(), reader, Arc::downgrade(self)));
-        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        // A second link to the same node (both dialled at once) serves alongside the
-        // first; new references use the newest.
-        links.by_peer.insert(peer, link.clone());
         link
     }
 
-    /// The open link to the node at `addr`, dialling it if there is none.
-    async fn link_to(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Link>, NodeError> {
-        {
-            let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(link) = links.by_addr.get(&addr).and_then(|peer| links.by_peer.get(peer)) {
-                if !link.is_closed() {
-                    return Ok(link.clone());
+    /// Takes the hello that opens `link`: the link joins the session with its node, or
+    /// starts one. Two links in one session (both nodes dialled at once) end with one:
+    /// both nodes keep the link the node with the smaller identifier dialled, and retire
+    /// the other once nothing is in flight on it.
+    fn attach(&self, link: &Arc<Link>, hello: &Hello) -> Result<(), &'static str> {
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        let existing = links.by_peer.get(&link.peer).filter(|p| !p.is_lost()).cloned();
+        match existing {
+            Some(peer) if peer.incarnation == hello.incarnation => {
+                let ours_is_smaller = self.identity.identifier() < link.peer;
+                if link.dialled == ours_is_smaller {
+                    let old = peer.link();
+                    peer.switch_to(link);
+                    if let Some(old) = old {
+                        self.spawn(retire(old));
+                    }
+                } else {
+                    peer.adopt(link);
+                    self.spawn(retire(link.clone()));
                 }
             }
+            Some(peer) if peer.incarnation > hello.incarnation => {
+                return Err("a link from an earlier run of a node that has restarted");
+            }
+            old => {
+                // A new session: the node restarted (its old session is over) or is new.
+                if let Some(old) = old {
+                    old.lose();
+                }
+                let peer = Peer::new(link, hello);
+                links.by_peer.insert(link.peer, peer);
+            }
         }
-        let connect = TcpStream::connect(addr);
-        let tcp = match tokio::time::timeout(self.lookup_timeout, connect).await {
-            Ok(tcp) => tcp?,
-            Err(_) => return Err(NodeError::Timeout),
+        Ok(())
+    }
+
+    /// The live session with the node `expect`, or with the node that answered at
+    /// `addr` when this node dialled it.
+    fn session_with(&self, addr: SocketAddr, expect: Option<Identifier>) -> Option<Arc<Peer>> {
+        let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = expect.or_else(|| links.by_addr.get(&addr).copied())?;
+        links.by_peer.get(&id).filter(|p| !p.is_lost()).cloned()
+    }
+
+    /// The session with the node at `addr` (which must be `expect`, when given),
+    /// dialling it if there is none.
+    async fn link_to(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        expect: Option<Identifier>,
+    ) -> Result<Arc<Peer>, NodeError> {
+        if let Some(peer) = self.session_with(addr, expect) {
+            return Ok(peer);
+        }
+        let gate = {
+            let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+            links.dialing.entry(addr).or_default().clone()
         };
-        let _ = tcp.set_nodelay(true);
-        let ch = SecureChannel::initiate_with(tcp, &self.identity, self.trust.clone(), &self.channel).await?;
-        let peer = *ch.peer();
-        let link = self.install(ch);
+        let _one_dial = gate.lock().await;
+        if let Some(peer) = self.session_with(addr, expect) {
+            return Ok(peer);
+        }
+        let ch = self.dial(addr).await?;
+        if expect.is_some_and(|id| id != *ch.peer()) {
+            return Err(NodeError::Protocol("another node answered at that address"));
+        }
+        let link = self.install(ch, true);
+        let peer = match tokio::time::timeout(self.lookup_timeout, link.attached()).await {
+            Ok(Some(peer)) => peer,
+            Ok(None) => return Err(NodeError::LinkLost),
+            Err(_) => {
+                link.close();
+                return Err(NodeError::Timeout);
+            }
+        };
         self.links
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .by_addr
-            .insert(addr, peer);
-        Ok(link)
+            .insert(addr, link.peer);
+        Ok(peer)
+    }
+
+    /// Opens a secure channel to `addr`. A listener that is busy with other handshakes
+    /// drops the connection without a word; that is retried, with backoff, until the
+    /// lookup timeout.
+    async fn dial(&self, addr: SocketAddr) -> Result<SecureChannel<TcpStream>, NodeError> {
+        let deadline = Instant::now() + self.lookup_timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let attempt = async {
+                let tcp = TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                Ok::<_, NodeError>(
+                    SecureChannel::initiate_with(tcp, &self.identity, self.trust.clone(), &self.channel)
+                        .await?,
+                )
+            };
+            match tokio::time::timeout_at(deadline.into(), attempt).await {
+                Err(_) => return Err(NodeError::Timeout),
+                Ok(Ok(ch)) => return Ok(ch),
+                Ok(Err(NodeError::Channel(ChannelError::ConnectionLost)))
+                    if Instant::now() + backoff < deadline =>
+                {
+                    // Spread the retries of many dialling nodes apart.
+                    let mut jitter = [0u8; 1];
+                    let _ = getrandom::getrandom(&mut jitter);
+                    let jitter = u64::from(jitter[0] % 20);
+                    tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Runs `f` on the membership state machine (`None` once the node shut down).
+    fn swim<R>(&self, f: impl FnOnce(&mut Swim) -> R) -> Option<R> {
+        self.swim
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+            .map(f)
+    }
+
+    /// Carries out what membership asks for.
+    fn run_effects(self: &Arc<Self>, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send(to, data) => self.send_membership(to, &data),
+                Effect::Schedule(after, timer) => {
+                    let node = Arc::downgrade(self);
+                    self.spawn(async move {
+                        tokio::time::sleep(after).await;
+                        if let Some(node) = node.upgrade() {
+                            let effects = node.swim(|s| s.handle_timer(timer)).unwrap_or_default();
+                            node.run_effects(effects);
+                        }
+                    });
+                }
+                Effect::Up(member) => {
+                    tracing::info!(target: "troupe::cluster", node = %Identifier::from_bytes(member.node), addr = %member.addr, "node joined");
+                }
+                Effect::Down(member) => {
+                    let id = Identifier::from_bytes(member.node);
+                    tracing::warn!(target: "troupe::cluster", node = %id, addr = %member.addr, "node down");
+                    let peer = {
+                        let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+                        links.by_peer.get(&id).cloned()
+                    };
+                    // The session ends: monitors of its agents fire with `NodeLost`.
+                    if let Some(peer) = peer.filter(|p| p.incarnation <= member.incarnation) {
+                        peer.lose();
+                    }
+                }
+                Effect::Rejoined(me) => {
+                    tracing::warn!(target: "troupe::cluster", incarnation = me.incarnation, "this node was declared down and rejoined");
+                }
+            }
+        }
+    }
+
+    /// Sends a membership packet to `to` over its link, dialling it if needed. Packets
+    /// are datagrams to membership: one that finds the link's queue full is dropped.
+    fn send_membership(self: &Arc<Self>, to: MemberId, data: &[u8]) {
+        let id = Identifier::from_bytes(to.node);
+        self.membership_sent
+            .0
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.membership_sent.1.fetch_add(
+            (link::HEADER_LEN + data.len()) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut out = link::encode(Kind::Membership, 0, 0, data.len());
+        out.extend_from_slice(data);
+        if let Some(peer) = self.session_with(to.addr, Some(id)) {
+            peer.with_link(|link| {
+                if let Some(link) = link {
+                    let _ = link.outbox.try_push_with(|| Some(out));
+                }
+            });
+            return;
+        }
+        if !self.trust.allows(&id) {
+            return;
+        }
+        {
+            let failed = self.dial_failed.lock().unwrap_or_else(PoisonError::into_inner);
+            if failed
+                .get(&to.node)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                return;
+            }
+        }
+        let node = Arc::downgrade(self);
+        self.spawn(async move {
+            let Some(node) = node.upgrade() else {
+                return;
+            };
+            match node.link_to(to.addr, Some(id)).await {
+                Ok(peer) => peer.with_link(|link| {
+                    if let Some(link) = link {
+                        let _ = link.outbox.try_push_with(|| Some(out));
+                    }
+                }),
+                Err(e) => {
+                    tracing::debug!(target: "troupe::cluster", node = %id, error = %e, "could not reach a member");
+                    node.dial_failed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(to.node, Instant::now());
+                }
+            }
+        });
+    }
+
+    /// Takes a membership packet from `link`; `Err` ends the link.
+    fn membership_packet(self: &Arc<Self>, link: &Link, payload: &[u8]) -> Result<(), &'static str> {
+        let Some(sender) = swim::claimed_sender(payload) else {
+            return Err("undecodable membership packet");
+        };
+        if sender.node != *link.peer.as_bytes() {
+            return Err("a membership packet claiming another sender");
+        }
+        let Some((effects, result)) = self.swim(|s| s.handle_data(payload)) else {
+            return Ok(());
+        };
+        if let Err(e) = result {
+            tracing::debug!(target: "troupe::cluster", peer = %link.peer, error = %e, "membership packet refused");
+        }
+        self.run_effects(effects);
+        Ok(())
     }
 
     fn policies_changed(&self) {
@@ -489,6 +761,8 @@ impl Node {
             default_policy: None,
             audit_allowed: false,
             reserved: Vec::new(),
+            seeds: Vec::new(),
+            membership: MembershipConfig::default(),
         }
     }
 
@@ -559,7 +833,7 @@ impl Node {
             .unwrap_or_else(PoisonError::into_inner) = Some(credential);
         let links: Vec<_> = {
             let links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
-            links.by_peer.values().cloned().collect()
+            links.by_peer.values().filter_map(|p| p.link()).collect()
         };
         for link in links {
             let _ = link.outbox.push(self.inner.credential_message()).await;
@@ -599,7 +873,80 @@ impl Node {
             .await?
             .next()
             .ok_or_else(|| NodeError::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address")))?;
-        let link = self.inner.link_to(addr).await?;
+        let peer = self.inner.link_to(addr, None).await?;
+        self.lookup_on::<A>(peer, name).await
+    }
+
+    /// A reference to the agent exported as `name` by any node of the cluster (the
+    /// first that answers, when several export the name). Fails with
+    /// [`NodeError::NoSuchExport`] when no member exports it, and with
+    /// [`NodeError::WrongProtocol`] when only agents of another protocol are exported
+    /// under that name.
+    pub async fn find<A: RemoteAgent>(&self, name: &str) -> Result<ActorRef<A>, NodeError> {
+        let members: Vec<MemberId> = self
+            .inner
+            .swim(|s| s.members().copied().collect())
+            .unwrap_or_default();
+        let mut lookups = JoinSet::new();
+        for member in members {
+            let node = self.clone();
+            let name = name.to_owned();
+            lookups.spawn(async move {
+                let id = Identifier::from_bytes(member.node);
+                let peer = node.inner.link_to(member.addr, Some(id)).await?;
+                node.lookup_on::<A>(peer, &name).await
+            });
+        }
+        // Unless some member has it: a wrong protocol says most, then a member that
+        // could not be asked (it might have had it), then "nobody has it".
+        let mut wrong = None;
+        let mut unreachable = None;
+        while let Some(result) = lookups.join_next().await {
+            match result {
+                Ok(Ok(found)) => return Ok(found),
+                Ok(Err(e @ NodeError::WrongProtocol { .. })) => wrong = Some(e),
+                Ok(Err(NodeError::NoSuchExport(_))) => {}
+                Ok(Err(e)) => unreachable = Some(e),
+                Err(_) => unreachable = Some(NodeError::LinkLost),
+            }
+        }
+        Err(wrong
+            .or(unreachable)
+            .unwrap_or_else(|| NodeError::NoSuchExport(name.to_owned())))
+    }
+
+    /// The cluster as this node sees it: itself and every member it knows to be up.
+    pub fn members(&self) -> Vec<ClusterMember> {
+        let mut members = vec![ClusterMember {
+            identifier: self.identifier(),
+            addr: self.addr(),
+        }];
+        self.inner.swim(|s| {
+            members.extend(s.members().map(|m| ClusterMember {
+                identifier: Identifier::from_bytes(m.node),
+                addr: m.addr,
+            }));
+        });
+        members
+    }
+
+    /// How many membership packets, and how many bytes of them, this node has sent
+    /// since it started (before encryption).
+    pub fn membership_traffic(&self) -> (u64, u64) {
+        (
+            self.inner
+                .membership_sent
+                .0
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.inner
+                .membership_sent
+                .1
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    async fn lookup_on<A: RemoteAgent>(&self, peer: Arc<Peer>, name: &str) -> Result<ActorRef<A>, NodeError> {
+        let link = peer.link().ok_or(NodeError::LinkLost)?;
         let protocol = A::protocol();
         let request = LookupRequest {
             name: name.to_owned(),
@@ -627,7 +974,7 @@ impl Node {
         };
         match rmp_serde::from_slice::<LookupAnswer>(&answer) {
             Ok(LookupAnswer::Found { slot }) => Ok(ActorRef::from_remote(Box::new(RemoteRef::<A> {
-                link,
+                peer,
                 slot,
                 id: ActorId::fresh(),
                 name: name.to_owned(),
@@ -646,13 +993,24 @@ impl Node {
     /// Stops listening and closes every link: calls in flight on them fail with
     /// `CallError::LinkLost`, and references to agents on other nodes stop working.
     pub async fn shutdown(&self) {
-        let links: Vec<_> = {
+        // Tell the cluster this node leaves, so it is not left to suspect it.
+        let swim = self
+            .inner
+            .swim
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(swim) = swim {
+            self.inner.run_effects(swim.leave());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let peers: Vec<_> = {
             let mut links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
             links.by_addr.clear();
-            links.by_peer.drain().map(|(_, l)| l).collect()
+            links.by_peer.drain().map(|(_, p)| p).collect()
         };
-        for link in &links {
-            link.close();
+        for peer in &peers {
+            peer.lose();
         }
         // The writers send their authenticated close; then every task goes.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -668,8 +1026,69 @@ async fn accept_loop(mut listener: SecureListener, node: Weak<Inner>) {
             return;
         };
         tracing::debug!(peer = %ch.peer(), %from, "node: link accepted");
-        node.install(ch);
+        node.install(ch, false);
     }
+}
+
+/// Joins the cluster through `seed`: retries with backoff until this node has members.
+async fn join(node: Weak<Inner>, seed: String) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        {
+            let Some(node) = node.upgrade() else {
+                return;
+            };
+            // Joined (or shut down): nothing more to do.
+            if node.swim(|s| s.num_members()).unwrap_or(1) > 0 {
+                return;
+            }
+            let addr = tokio::net::lookup_host(seed.as_str())
+                .await
+                .ok()
+                .and_then(|mut a| a.next());
+            match addr {
+                Some(addr) if addr != node.addr => match node.link_to(addr, None).await {
+                    Ok(peer) => {
+                        let to = MemberId {
+                            node: *peer.id.as_bytes(),
+                            addr,
+                            incarnation: peer.incarnation,
+                        };
+                        let effects = node.swim(|s| s.announce(to)).unwrap_or_default();
+                        node.run_effects(effects);
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "troupe::cluster", %seed, error = %e, "seed not reachable yet");
+                    }
+                },
+                // Our own address, or one that does not resolve.
+                _ => return,
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Retires a duplicate link: this node sends nothing new on it and tells the peer, who
+/// closes it once its own calls on it are answered (its `Retire` makes this node do the
+/// same). A peer that never answers loses the link after [`RETIRE_WITHIN`].
+async fn retire(link: Arc<Link>) {
+    let _ = link.outbox.push(link::encode(Kind::Retire, 0, 0, 0)).await;
+    tokio::time::sleep(RETIRE_WITHIN).await;
+    link.close();
+}
+
+/// Closes `link` once nothing is in flight on it here (checked three times, 50 ms apart).
+async fn close_when_quiet(link: Arc<Link>) {
+    let started = Instant::now();
+    let mut quiet = 0;
+    while started.elapsed() < RETIRE_WITHIN && quiet < 3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        quiet = if link.is_quiet() { quiet + 1 } else { 0 };
+    }
+    tracing::debug!(peer = %link.peer, "node: a duplicate link retired");
+    link.close();
 }
 
 /// Closes a link when the task holding it ends in any way, including being aborted
@@ -720,9 +1139,7 @@ async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
 /// Reads and dispatches until the link ends; then fails everything waiting on it.
 async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: Weak<Inner>) {
     let _closes = CloseOnDrop(link.clone());
-    let inbound = Arc::new(Semaphore::new(
-        node.upgrade().map(|n| n.max_inbound_calls).unwrap_or(1),
-    ));
+    let mut hello = false;
     let reason = loop {
         let msg = match reader.recv().await {
             Ok(msg) => msg,
@@ -735,7 +1152,27 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
         let Some(node) = node.upgrade() else {
             break "node shut down".into();
         };
+        // The hello comes first, once.
+        if hello == (frame.kind == Kind::Hello) {
+            break "a link message before the hello, or a second hello".into();
+        }
         match frame.kind {
+            Kind::Hello => {
+                hello = true;
+                let Ok(h) = rmp_serde::from_slice::<Hello>(frame.payload) else {
+                    break "undecodable hello".into();
+                };
+                if let Err(why) = node.attach(&link, &h) {
+                    break why.into();
+                }
+            }
+            Kind::Membership => {
+                if let Err(why) = node.membership_packet(&link, frame.payload) {
+                    break why.into();
+                }
+            }
+            // The peer sends no more requests here: close once our side is done too.
+            Kind::Retire => node.spawn(close_when_quiet(link.clone())),
             Kind::Reply => match frame.payload.split_first() {
                 Some((0, reply)) => link.complete(frame.id, Ok(reply)),
                 Some((1, failure)) => {
@@ -776,7 +1213,7 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                 };
                 // Bounded work per link: when too many calls run, stop reading.
                 let permit = if call {
-                    match inbound.clone().acquire_owned().await {
+                    match link.inbound.clone().acquire_owned().await {
                         Ok(permit) => Some(permit),
                         Err(_) => break "closed".into(),
                     }
@@ -1168,7 +1605,7 @@ impl<A: RemoteAgent> Waiting for ReplyWaiter<A> {
 
 /// A reference's view of an agent on another node.
 struct RemoteRef<A: RemoteAgent> {
-    link: Arc<Link>,
+    peer: Arc<Peer>,
     slot: u32,
     id: ActorId,
     name: String,
@@ -1182,7 +1619,7 @@ impl<A: RemoteAgent> RemoteRef<A> {
     /// A message over the link's size limit is refused here, so that it never reaches
     /// the channel (where it would end the link for everyone): a call gets
     /// `CallError::Remote` saying so, a cast is given back (`Err`).
-    fn encode(&self, env: Envelope<A>) -> Result<Option<Vec<u8>>, Envelope<A>> {
+    fn encode(&self, link: &Link, env: Envelope<A>) -> Result<Option<Vec<u8>>, Envelope<A>> {
         let body = match rmp_serde::to_vec(&env.msg) {
             Ok(body) => body,
             Err(e) => {
@@ -1193,11 +1630,11 @@ impl<A: RemoteAgent> RemoteRef<A> {
                 return Ok(None);
             }
         };
-        if link::HEADER_LEN + body.len() > self.link.max_message {
+        if link::HEADER_LEN + body.len() > link.max_message {
             let why = format!(
                 "a message of {} bytes is over the link's limit of {} bytes",
                 link::HEADER_LEN + body.len(),
-                self.link.max_message
+                link.max_message
             );
             tracing::warn!(agent = %self.name, "node: {why}");
             return match env.reply {
@@ -1209,7 +1646,7 @@ impl<A: RemoteAgent> RemoteRef<A> {
             };
         }
         let (kind, id) = match env.reply {
-            Some(tx) => match self.link.wait_for_reply(Box::new(ReplyWaiter::<A>(tx))) {
+            Some(tx) => match link.wait_for_reply(Box::new(ReplyWaiter::<A>(tx))) {
                 Some(id) => (Kind::Call, id),
                 None => return Ok(None),
             },
@@ -1222,9 +1659,9 @@ impl<A: RemoteAgent> RemoteRef<A> {
 
     /// Encodes the envelope in `slot` for the outbox; a refused envelope goes back into
     /// `slot`.
-    fn encode_from(&self, slot: &mut Option<Envelope<A>>) -> Option<Vec<u8>> {
+    fn encode_from(&self, link: &Link, slot: &mut Option<Envelope<A>>) -> Option<Vec<u8>> {
         let env = slot.take()?;
-        match self.encode(env) {
+        match self.encode(link, env) {
             Ok(out) => out,
             Err(env) => {
                 *slot = Some(env);
@@ -1240,12 +1677,15 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
     }
 
     fn is_alive(&self) -> bool {
-        !self.link.is_closed()
+        !self.peer.is_lost()
     }
 
     fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
         let mut slot = Some(env);
-        let pushed = self.link.outbox.try_push_with(|| self.encode_from(&mut slot));
+        let pushed = self.peer.with_link(|link| match link {
+            Some(link) => link.outbox.try_push_with(|| self.encode_from(link, &mut slot)),
+            None => Err(Refused::Closed),
+        });
         match (pushed, slot.take()) {
             (_, None) => Ok(()),
             (Err(Refused::Full), Some(env)) => Err((env, true)),
@@ -1259,7 +1699,11 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
         cx: &mut Context<'_>,
         slot: &mut Option<Envelope<A>>,
     ) -> Poll<Result<(), Envelope<A>>> {
-        match self.link.outbox.poll_push_with(cx, || self.encode_from(slot)) {
+        let pushed = self.peer.with_link(|link| match link {
+            Some(link) => link.outbox.poll_push_with(cx, || self.encode_from(link, slot)),
+            None => Poll::Ready(Err(Refused::Closed)),
+        });
+        match pushed {
             Poll::Pending => Poll::Pending,
             Poll::Ready(_) => match slot.take() {
                 // Closed, or a cast over the size limit.
@@ -1270,12 +1714,22 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
     }
 
     fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.link.poll_closed(cx)
+        self.peer.poll_lost(cx)
     }
 
     fn describe(&self) -> String {
-        format!("`{}` on {}", self.name, self.link.peer)
+        format!("`{}` on {} at {}", self.name, self.peer.id, self.peer.addr)
     }
+}
+
+/// A node of the cluster, as [`Node::members`] lists it.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterMember {
+    /// The node's identifier.
+    pub identifier: Identifier,
+    /// Where it listens.
+    pub addr: SocketAddr,
 }
 
 /// The identifier of the node a message came from: `ctx.caller().map(|c| c.node())`.

@@ -181,18 +181,27 @@ async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_servin
         .unwrap()
         .policy("true")
         .unwrap();
-    for garbage in [
-        vec![],                                            // shorter than a header
-        vec![99; 40],                                      // unknown kind
-        vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xc1], // a lookup that does not decode
-        vec![5; 13],                                       // a reply without a status
+    let mut header = vec![7u8]; // a membership packet
+    header.extend_from_slice(&[0; 12]);
+    for (garbage, say_hello) in [
+        (vec![], true),                                            // shorter than a header
+        (vec![99; 40], true),                                      // unknown kind
+        (vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xc1], true), // a lookup that does not decode
+        (vec![5; 13], true),                                       // a reply without a status
+        (vec![4; 13], false),                                      // a message before the hello
+        ([header.clone(), vec![0xff; 40]].concat(), true),         // membership that does not decode
+        (vec![8; 13], true),                                       // a second hello
     ] {
         let tcp = TcpStream::connect(a2.addr()).await.unwrap();
         let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([a2.identifier()]))
             .await
             .expect("the hostile peer is trusted");
-        let first = ch.recv().await.unwrap();
-        assert_eq!(first[0], 6, "a node's first link message is its credential");
+        let hello = ch.recv().await.unwrap();
+        assert_eq!(hello[0], 8, "a node's first link message is its hello");
+        assert_eq!(ch.recv().await.unwrap()[0], 6, "then its credential");
+        if say_hello {
+            ch.send(&hello).await.unwrap();
+        }
         ch.send(&garbage).await.unwrap();
         let ended = tokio::time::timeout(Duration::from_secs(5), ch.recv()).await;
         assert!(matches!(ended, Ok(Err(_))), "the node closed the link: {ended:?}");
@@ -202,7 +211,9 @@ async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_servin
     let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([a2.identifier()]))
         .await
         .unwrap();
-    assert_eq!(ch.recv().await.unwrap()[0], 6, "the credential first");
+    let hello = ch.recv().await.unwrap();
+    assert_eq!(ch.recv().await.unwrap()[0], 6, "the hello, then the credential");
+    ch.send(&hello).await.unwrap();
     let empty_credential = [6u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     for _ in 0..20 {
         if ch.send(&empty_credential).await.is_err() {
@@ -220,7 +231,9 @@ async fn a_trusted_peer_sending_garbage_loses_its_link_and_the_node_keeps_servin
     let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([a2.identifier()]))
         .await
         .unwrap();
-    assert_eq!(ch.recv().await.unwrap()[0], 6, "the credential first");
+    let hello = ch.recv().await.unwrap();
+    assert_eq!(ch.recv().await.unwrap()[0], 6, "the hello, then the credential");
+    ch.send(&hello).await.unwrap();
     let mut call_to_nowhere = vec![3, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 42];
     call_to_nowhere.extend_from_slice(&[0x90]);
     ch.send(&call_to_nowhere).await.unwrap();

@@ -37,6 +37,13 @@ pub(crate) enum Kind {
     Reply = 5,
     /// The sender's credential (empty: none), first on a link and again on refresh.
     Credential = 6,
+    /// A membership (SWIM) packet; its claimed sender must be the link's peer.
+    Membership = 7,
+    /// The sender's [`Hello`]: the first message on every link.
+    Hello = 8,
+    /// The sender sends no more requests on this link (a duplicate being retired); the
+    /// receiver closes it once nothing of its own is in flight on it.
+    Retire = 9,
 }
 
 impl Kind {
@@ -48,6 +55,9 @@ impl Kind {
             4 => Kind::Cast,
             5 => Kind::Reply,
             6 => Kind::Credential,
+            7 => Kind::Membership,
+            8 => Kind::Hello,
+            9 => Kind::Retire,
             _ => return None,
         })
     }
@@ -92,6 +102,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
         slot: u32::from_be_bytes(slot),
         payload: &bytes[HEADER_LEN..],
     })
+}
+
+/// What a node says first on every link: which run of it this is (a node restarted with
+/// the same identity is a new incarnation) and where it listens.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub(crate) incarnation: u64,
+    pub(crate) addr: std::net::SocketAddr,
 }
 
 /// A lookup: the export's name and the protocol the caller expects.
@@ -257,6 +275,10 @@ impl Outbox {
         (batch, closed)
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().queue.is_empty()
+    }
+
     pub(crate) fn close(&self) {
         let waiters = {
             let mut state = self.lock();
@@ -282,7 +304,17 @@ pub(crate) struct Link {
     /// The largest link message the channel carries.
     pub(crate) max_message: usize,
     closed: AtomicBool,
-    closed_waiters: Mutex<Vec<Waker>>,
+    /// Whether this node dialled the link (the tie-break between two links to one node).
+    pub(crate) dialled: bool,
+    /// The other node as references see it; told when this link closes.
+    peer_state: Mutex<std::sync::Weak<Peer>>,
+    /// Calls from the peer running here now (bounded: when none is free, the reader
+    /// waits).
+    pub(crate) inbound: std::sync::Arc<tokio::sync::Semaphore>,
+    max_inbound: usize,
+    /// Woken when the peer's hello has been taken (the link belongs to a session) or
+    /// the link closed.
+    pub(crate) attached: Notify,
     /// The peer's verified credential, if it presented a valid one.
     credential: Mutex<Option<crate::credential::VerifiedCredential>>,
     /// Bumped whenever `credential` changes (decisions made before no longer hold).
@@ -315,6 +347,8 @@ impl Link {
         outbox_capacity: usize,
         max_waiting: usize,
         max_message: usize,
+        dialled: bool,
+        max_inbound: usize,
     ) -> Link {
         Link {
             peer,
@@ -325,7 +359,11 @@ impl Link {
             max_waiting,
             max_message,
             closed: AtomicBool::new(false),
-            closed_waiters: Mutex::new(Vec::new()),
+            dialled,
+            peer_state: Mutex::new(std::sync::Weak::new()),
+            attached: Notify::new(),
+            inbound: std::sync::Arc::new(tokio::sync::Semaphore::new(max_inbound)),
+            max_inbound,
             credential: Mutex::new(None),
             credential_generation: AtomicU64::new(0),
             credential_budget: Mutex::new((CREDENTIAL_BURST, std::time::Instant::now())),
@@ -387,21 +425,6 @@ impl Link {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.is_closed() {
-            return Poll::Ready(());
-        }
-        let mut waiters = self.closed_waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        // Checked again under the lock `close` takes, so no wake-up is lost.
-        if self.is_closed() {
-            return Poll::Ready(());
-        }
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-
     /// Registers a waiting call; `None` (and the waiter completed with an error) when
     /// the link is closed or too many calls wait.
     pub(crate) fn wait_for_reply(&self, waiter: Box<dyn Waiting>) -> Option<u64> {
@@ -443,7 +466,7 @@ impl Link {
     }
 
     /// Marks the link lost: every waiting call fails with `LinkLost`, the outbox refuses
-    /// more, and watchers (monitors, `stopped()`) are woken.
+    /// more, and the session is told (its watchers are woken if this link carried it).
     pub(crate) fn close(&self) {
         let waiting = {
             let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
@@ -454,11 +477,165 @@ impl Link {
             waiter.complete(Err(CallError::LinkLost));
         }
         self.outbox.close();
-        let watchers =
-            std::mem::take(&mut *self.closed_waiters.lock().unwrap_or_else(PoisonError::into_inner));
-        for w in watchers {
-            w.wake();
+        self.attached.notify_waiters();
+        let peer = self
+            .peer_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .upgrade();
+        if let Some(peer) = peer {
+            peer.link_closed(self);
         }
+    }
+
+    /// The session this link belongs to, once the peer's hello has been taken.
+    pub(crate) fn session(&self) -> Option<std::sync::Arc<Peer>> {
+        self.peer_state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .upgrade()
+    }
+
+    /// Waits until the link belongs to a session (`None`: it closed first).
+    pub(crate) async fn attached(&self) -> Option<std::sync::Arc<Peer>> {
+        loop {
+            let woken = self.attached.notified();
+            if let Some(peer) = self.session() {
+                return Some(peer);
+            }
+            if self.is_closed() {
+                return None;
+            }
+            woken.await;
+        }
+    }
+
+    /// Whether nothing is in flight on the link: no call waits for a reply, none from
+    /// the peer is running here, and nothing waits to go out.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+            && self.inbound.available_permits() == self.max_inbound
+            && self.outbox.is_empty()
+    }
+}
+
+/// Another node, as the references to its agents see it: the link that carries their
+/// messages now, and whether the node is lost.
+///
+/// One `Peer` stands for one session with the node. When two links to it open at once
+/// (both nodes dialled), references move to the one the tie-break keeps. When its link
+/// closes with no other to take over, or membership declares the node down, the peer is
+/// lost for good: monitors fire with `NodeLost`, and references to its agents stop
+/// working (a later lookup starts a new session).
+pub(crate) struct Peer {
+    pub(crate) id: Identifier,
+    /// Which run of the node this session is with.
+    pub(crate) incarnation: u64,
+    /// Where the node listens.
+    pub(crate) addr: std::net::SocketAddr,
+    link: parking_lot::RwLock<Option<std::sync::Arc<Link>>>,
+    lost: AtomicBool,
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("id", &self.id)
+            .field("lost", &self.is_lost())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// A session with `link`'s node, carried by `link`.
+    pub(crate) fn new(link: &std::sync::Arc<Link>, hello: &Hello) -> std::sync::Arc<Peer> {
+        let peer = std::sync::Arc::new(Peer {
+            id: link.peer,
+            incarnation: hello.incarnation,
+            addr: hello.addr,
+            link: parking_lot::RwLock::new(Some(link.clone())),
+            lost: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+        });
+        peer.adopt(link);
+        if link.is_closed() {
+            peer.lose();
+        }
+        peer
+    }
+
+    /// Makes `link` part of this session without carrying its messages (a duplicate the
+    /// tie-break retires).
+    pub(crate) fn adopt(self: &std::sync::Arc<Self>, link: &Link) {
+        *link.peer_state.lock().unwrap_or_else(PoisonError::into_inner) = std::sync::Arc::downgrade(self);
+        link.attached.notify_waiters();
+    }
+
+    /// Runs `f` with the link that carries messages now (`None`: the node is lost).
+    pub(crate) fn with_link<R>(&self, f: impl FnOnce(Option<&std::sync::Arc<Link>>) -> R) -> R {
+        let link = self.link.read();
+        f(link.as_ref())
+    }
+
+    /// The link that carries messages now.
+    pub(crate) fn link(&self) -> Option<std::sync::Arc<Link>> {
+        self.link.read().clone()
+    }
+
+    /// Moves the session onto `link` (the tie-break kept it); the old link is the
+    /// caller's to retire.
+    pub(crate) fn switch_to(self: &std::sync::Arc<Self>, link: &std::sync::Arc<Link>) {
+        *self.link.write() = Some(link.clone());
+        self.adopt(link);
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// A link of this session closed: the session is lost if it was the one in use.
+    fn link_closed(&self, closed: &Link) {
+        let current = {
+            let link = self.link.read();
+            link.as_ref().is_some_and(|l| std::ptr::eq(&**l, closed))
+        };
+        if current {
+            self.lose();
+        }
+    }
+
+    /// Marks the session lost: wakes the watchers and closes its link.
+    pub(crate) fn lose(&self) {
+        let link = {
+            let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+            self.lost.store(true, Ordering::Release);
+            for w in waiters.drain(..) {
+                w.wake();
+            }
+            self.link.write().take()
+        };
+        if let Some(link) = link {
+            link.close();
+        }
+    }
+
+    /// Ready once the session is lost.
+    pub(crate) fn poll_lost(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_lost() {
+            return Poll::Ready(());
+        }
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_lost() {
+            return Poll::Ready(());
+        }
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 
@@ -499,6 +676,7 @@ mod tests {
             let _ = rmp_serde::from_slice::<LookupRequest>(&bytes);
             let _ = rmp_serde::from_slice::<LookupAnswer>(&bytes);
             let _ = rmp_serde::from_slice::<Failure>(&bytes);
+            let _ = rmp_serde::from_slice::<Hello>(&bytes);
         }
     }
 
@@ -535,7 +713,7 @@ mod tests {
 
     #[test]
     fn a_peer_cannot_present_credentials_faster_than_its_budget() {
-        let link = Link::new(Identifier::from_bytes([2; 32]), 4, 2, 1 << 20);
+        let link = Link::new(Identifier::from_bytes([2; 32]), 4, 2, 1 << 20, true, 8);
         for _ in 0..CREDENTIAL_BURST {
             assert!(link.take_credential_budget());
         }
@@ -544,7 +722,7 @@ mod tests {
 
     #[test]
     fn closing_a_link_fails_every_waiting_call_and_refuses_new_ones() {
-        let link = Link::new(Identifier::from_bytes([1; 32]), 4, 2, 1 << 20);
+        let link = Link::new(Identifier::from_bytes([1; 32]), 4, 2, 1 << 20, true, 8);
         let (tx, rx) = std::sync::mpsc::channel();
         let a = link.wait_for_reply(Box::new(Probe(tx.clone()))).unwrap();
         let _b = link.wait_for_reply(Box::new(Probe(tx.clone()))).unwrap();
