@@ -1,9 +1,18 @@
-//! ractor 0.16 (default features, unbounded mailbox). Restart is manual, as ractor has no
-//! restarting supervisor: a supervisor actor is linked to the worker, and on
+//! ractor 0.16 (unbounded mailbox; `cluster` feature on, see below). Restart is manual, as
+//! ractor has no restarting supervisor: a supervisor actor is linked to the worker, and on
 //! `SupervisionEvent::ActorFailed` it spawns a new linked worker; callers fetch the new ref.
 
 use crate::common::*;
 use ractor::{call, Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+
+// remote-bench's ractor_cluster peer turns on ractor's `cluster` feature for this whole
+// package, and that feature drops ractor's blanket `Message` impl: local-only messages
+// declare it (the default, non-serializable impl).
+impl ractor::Message for Msg {}
+impl ractor::Message for SenderMsg {}
+impl ractor::Message for PingerMsg {}
+impl ractor::Message for OnceMsg {}
+impl ractor::Message for SupMsg {}
 
 struct Counter;
 

@@ -6,7 +6,10 @@
 //! ```
 //!
 //! Both nodes run in this process on one tokio runtime with 2 workers; the link between
-//! them is a real TCP connection through a real secure channel.
+//! them is a real TCP connection through a real secure channel. ractor_cluster's rows
+//! (`remote_ractor`) run the same workloads over its plaintext TCP link.
+
+mod remote_ractor;
 
 use std::time::{Duration, Instant};
 
@@ -281,6 +284,7 @@ fn main() {
         let system = System::new();
         let snow_addr = snow_server().await;
         let s = setup(&system).await;
+        let rc = remote_ractor::setup().await;
         let mut rows: Vec<(&str, Vec<f64>)> = vec![
             ("raw tokio TCP echo, round trip (us)", vec![]),
             ("raw snow Noise echo, round trip (us)", vec![]),
@@ -290,6 +294,10 @@ fn main() {
             ("bare snow XX handshake + TCP connect (ms)", vec![]),
             ("troupe handshake + TCP connect (ms)", vec![]),
             ("connect: new node to first call (ms)", vec![]),
+            ("ractor_cluster rcall, round trip (us)", vec![]),
+            ("ractor_cluster rcall8 (calls/s)", vec![]),
+            ("ractor_cluster rcast (msgs/s)", vec![]),
+            ("ractor_cluster connect (ms)", vec![]),
         ];
         for run in 0..RUNS {
             let values = [
@@ -301,6 +309,10 @@ fn main() {
                 snow_handshake(snow_addr).await,
                 troupe_handshake(&s.server).await,
                 connect(&system, &s.server).await,
+                remote_ractor::rcall(&rc.counter).await,
+                remote_ractor::rcall8(&rc.counter).await,
+                remote_ractor::rcast(&rc.counter).await,
+                remote_ractor::connect(&rc).await,
             ];
             for (row, v) in rows.iter_mut().zip(values) {
                 row.1.push(v);
@@ -318,13 +330,25 @@ fn main() {
             println!("| {name} | {m:.2} | {} |", all.join(", "));
         }
         println!();
-        println!("rcall / raw snow echo: {:.2}x (target <= 1.3x)", medians[2] / medians[1]);
+        println!(
+            "rcall / raw snow echo: {:.2}x (target <= 1.3x)",
+            medians[2] / medians[1]
+        );
         println!("rcast: {:.0} msgs/s (target >= 1,000,000)", medians[4]);
         println!("connect: {:.2} ms (target <= 5 ms)", medians[7]);
         println!(
             "troupe handshake / bare snow handshake: {:.2}x (target <= 1.2x)",
             medians[6] / medians[5]
         );
+        println!(
+            "troupe over ractor_cluster (plaintext TCP), >1 = troupe better: \
+             rcall {:.2}x, rcall8 {:.2}x, rcast {:.2}x, connect {:.2}x",
+            medians[8] / medians[2],
+            medians[3] / medians[9],
+            medians[4] / medians[10],
+            medians[11] / medians[7]
+        );
+        remote_ractor::shutdown(rc).await;
         s.client.shutdown().await;
         s.server.shutdown().await;
     });

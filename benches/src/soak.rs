@@ -107,7 +107,10 @@ async fn driver(duration: Duration, attack_from: std::net::Ipv4Addr) {
     let addr: SocketAddr = parts.next().and_then(|a| a.parse().ok()).expect("address");
     let server_id = parts.next().and_then(|i| i.parse().ok()).expect("identifier");
     let trust = TrustPolicy::allow([server_id]);
-    println!("responder pid {pid} at {addr}; budget {MAX_CHANNELS} channels, {} MiB", MEMORY_BUDGET >> 20);
+    println!(
+        "responder pid {pid} at {addr}; budget {MAX_CHANNELS} channels, {} MiB",
+        MEMORY_BUDGET >> 20
+    );
 
     let client = Arc::new(Identity::generate());
     let quiet = duration / 4;
@@ -129,7 +132,9 @@ async fn driver(duration: Duration, attack_from: std::net::Ipv4Addr) {
     for (kind, (_, n)) in kinds.iter().enumerate() {
         for _ in 0..*n {
             let (stop, trust) = (stop.clone(), trust.clone());
-            attackers.push(tokio::spawn(async move { attack(kind, attack_from, addr, trust, stop).await }));
+            attackers.push(tokio::spawn(async move {
+                attack(kind, attack_from, addr, trust, stop).await
+            }));
         }
     }
     let mut peak_sampled = 0u64;
@@ -258,7 +263,11 @@ struct Stall {
 }
 
 impl AsyncRead for Stall {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -289,7 +298,13 @@ impl AsyncWrite for Stall {
 }
 
 /// One hostile connection of `kind`, repeated until the soak ends.
-async fn attack(kind: usize, from: std::net::Ipv4Addr, addr: SocketAddr, trust: TrustPolicy, stop: Arc<AtomicUsize>) {
+async fn attack(
+    kind: usize,
+    from: std::net::Ipv4Addr,
+    addr: SocketAddr,
+    trust: TrustPolicy,
+    stop: Arc<AtomicUsize>,
+) {
     let me = Identity::generate();
     let connect = || async move {
         let socket = tokio::net::TcpSocket::new_v4()?;
