@@ -52,6 +52,10 @@ impl Counter {
     fn boom(&self) -> u64 {
         panic!("boom on purpose")
     }
+    #[handle]
+    fn quit(&self, ctx: &mut Context<Self>) {
+        ctx.stop_with(StopReason::Error("asked to quit".into()));
+    }
     // ANCHOR: who
     /// The node the call came from, as the secure channel authenticated it.
     #[handle]
@@ -115,6 +119,11 @@ async fn child() {
     node.export("counter", &counter)
         .expect("export")
         .policy("true") // the trust policy already lets in only the parent
+        .expect("policy");
+    // An agent with no supervisor: when it stops, it is gone.
+    node.export("temp", &system.spawn(Counter::default()))
+        .expect("export")
+        .policy("true")
         .expect("policy");
     println!("NODE {} {}", node.addr(), node.identifier());
     // Serve until the parent closes our stdin (or kills us).
@@ -235,12 +244,50 @@ async fn a_remote_panic_reaches_the_caller_and_the_agent_keeps_serving() {
         .await
         .expect("lookup");
     counter.add(1).await.expect("call");
+    let watcher = system.spawn(Watcher::default());
+    watcher.watch(counter.clone()).await.expect("watch");
     match counter.boom().await {
         Err(CallError::Panicked(msg)) => assert!(msg.contains("boom on purpose"), "{msg}"),
         other => panic!("expected the panic, got {other:?}"),
     }
-    // The supervisor restarted it under the same export: a fresh state, still served.
+    // The supervisor restarted it under the same export: a fresh state, still served,
+    // and not down for those who watch it.
     assert_eq!(counter.get().await, Ok(0));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(watcher.downs().await, Ok(vec![]));
+    assert!(counter.is_alive());
+    node.shutdown().await;
+}
+
+async fn a_remote_agent_that_stops_fires_monitors_with_its_reason() {
+    let me = Identity::generate();
+    let child = ChildNode::start(&me);
+    let system = System::new();
+    let node = parent_node(&system, me).await;
+    let temp = node.lookup::<Counter>("temp", child.addr).await.expect("lookup");
+    let watcher = system.spawn(Watcher::default());
+    watcher.watch(temp.clone()).await.expect("watch");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    temp.quit().await.expect("call");
+    tokio::time::timeout(Duration::from_secs(5), temp.stopped())
+        .await
+        .expect("stopped() resolves when the remote agent stops");
+    let mut downs = Vec::new();
+    for _ in 0..100 {
+        downs = watcher.downs().await.expect("call");
+        if !downs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(downs, vec![StopReason::Error("asked to quit".into())]);
+    assert!(!temp.is_alive());
+    // Its node is still there: other agents on it are served.
+    let counter = node
+        .lookup::<Counter>("counter", child.addr)
+        .await
+        .expect("lookup");
+    assert!(counter.add(1).await.is_ok());
     node.shutdown().await;
 }
 
@@ -336,7 +383,7 @@ fn main() {
     }
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-    let tests: [(&str, Test); 6] = [
+    let tests: [(&str, Test); 7] = [
         (
             "calls_casts_and_timeouts",
             || Box::pin(calls_casts_and_timeouts()),
@@ -348,6 +395,9 @@ fn main() {
             "a_remote_panic_reaches_the_caller_and_the_agent_keeps_serving",
             || Box::pin(a_remote_panic_reaches_the_caller_and_the_agent_keeps_serving()),
         ),
+        ("a_remote_agent_that_stops_fires_monitors_with_its_reason", || {
+            Box::pin(a_remote_agent_that_stops_fires_monitors_with_its_reason())
+        }),
         ("lookups_fail_clearly", || Box::pin(lookups_fail_clearly())),
         ("an_untrusted_node_cannot_reach_anything", || {
             Box::pin(an_untrusted_node_cannot_reach_anything())

@@ -82,8 +82,10 @@ pub trait RemoteTarget<A: Agent>: Send + Sync + 'static {
         cx: &mut Context<'_>,
         slot: &mut Option<Envelope<A>>,
     ) -> Poll<Result<(), Envelope<A>>>;
-    /// Ready once the link to the agent's node is lost.
-    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Ready once the agent is gone for good: with its reason when its node says it
+    /// stopped, with [`StopReason::NodeLost`] when the link to its node is lost. The
+    /// first poll may ask the node to watch the agent.
+    fn poll_down(&self, cx: &mut Context<'_>) -> Poll<crate::StopReason>;
     /// For `Debug`: where the agent is.
     fn describe(&self) -> String;
 }
@@ -322,7 +324,8 @@ impl<A: Agent> ActorRef<A> {
     }
 
     /// True until the agent has stopped and its mailbox is closed (for an agent on
-    /// another node: until the link to its node is lost).
+    /// another node: until the link to its node is lost, or its node said it stopped,
+    /// which it does once the agent is watched).
     pub fn is_alive(&self) -> bool {
         match &self.raw().target {
             Target::Local(cell) => !cell.is_closed(),
@@ -365,11 +368,13 @@ impl<A: Agent> ActorRef<A> {
     }
 
     /// Resolves once the agent has stopped and its `#[on_stop]` hook has run (for an
-    /// agent on another node: once the link to its node is lost).
+    /// agent on another node: once its node says so, or the link to its node is lost).
     pub async fn stopped(&self) {
         match &self.raw().target {
             Target::Local(cell) => std::future::poll_fn(|cx| cell.poll_terminated(cx)).await,
-            Target::Remote(remote) => std::future::poll_fn(|cx| remote.poll_closed(cx)).await,
+            Target::Remote(remote) => {
+                std::future::poll_fn(|cx| remote.poll_down(cx)).await;
+            }
             Target::Pool(_) => unreachable!("an ActorRef points at one agent"),
         }
     }

@@ -276,6 +276,11 @@ impl<A: Agent> Cell<A> {
         self.mailbox.poll_terminated(cx)
     }
 
+    /// Why the agent ended, once it has for good.
+    pub(crate) fn final_reason(&self) -> Option<StopReason> {
+        self.mailbox.final_reason()
+    }
+
     /// Stops a supervised agent for good while no instance runs: queued calls get
     /// `CallError::Stopped` and the reference stops working.
     pub(crate) fn finalize(&self, reason: &StopReason) {

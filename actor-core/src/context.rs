@@ -121,9 +121,9 @@ impl<A: Agent> Context<A> {
     /// other stops with [`StopReason::Linked`] (unless it traps exits). Linking to an
     /// agent that already stopped delivers its exit at once.
     ///
-    /// For an agent on another node, the link fires (with [`StopReason::NodeLost`]) when
-    /// the link to its node is lost; the remote agent does not learn of this agent's
-    /// exits yet.
+    /// For an agent on another node, the link fires when the agent ends there (with its
+    /// reason) or when the link to its node is lost (with [`StopReason::NodeLost`]); the
+    /// remote agent does not learn of this agent's exits.
     pub fn link<B: Agent>(&mut self, other: &ActorRef<B>) {
         if let Some(remote) = other.remote() {
             self.watch_remote(remote.clone(), other.id(), true);
@@ -163,8 +163,9 @@ impl<A: Agent> Context<A> {
     /// agent being restarted is not down. The monitor belongs to this agent, not to its
     /// current instance: if this agent is restarted, the new instance gets the notice.
     ///
-    /// For an agent on another node, the notice comes (with [`StopReason::NodeLost`]) when
-    /// the link to its node is lost.
+    /// For an agent on another node, the notice comes when the agent stops there for good
+    /// (with its reason), or when the link to its node is lost (with
+    /// [`StopReason::NodeLost`]).
     pub fn monitor<B: Agent>(&mut self, other: &ActorRef<B>) {
         if let Some(remote) = other.remote() {
             self.watch_remote(remote.clone(), other.id(), false);
@@ -197,21 +198,21 @@ impl<A: Agent> Context<A> {
         let me = Arc::downgrade(self.cell());
         let generation = self.generation;
         tokio::spawn(async move {
-            std::future::poll_fn(|cx| remote.poll_closed(cx)).await;
+            let reason = std::future::poll_fn(|cx| remote.poll_down(cx)).await;
             let Some(me) = me.upgrade() else {
                 return;
             };
             me.deliver(if link {
                 Signal::Exit {
                     from: id,
-                    reason: StopReason::NodeLost,
+                    reason,
                     generation,
                 }
             } else {
                 Signal::Down {
                     notice: crate::Down {
                         id,
-                        reason: StopReason::NodeLost,
+                        reason,
                         linked: false,
                     },
                 }

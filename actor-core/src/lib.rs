@@ -54,5 +54,20 @@ pub mod __private {
     pub use crate::agent::{AgentOptions, OptionsProbe, ViaDefaultOptions, ViaStructOptions};
     pub use crate::cell::{Envelope, ReplyTx};
     pub use crate::request::{deliver, ReplyRx};
+
+    /// Waits until a local agent is gone for good (a supervised agent that restarts is
+    /// not) and says why; for a remote agent, as [`ActorRef::stopped`](crate::ActorRef::stopped).
+    pub async fn exit_reason<A: crate::Agent>(agent: &crate::ActorRef<A>) -> crate::StopReason {
+        match agent.local_cell() {
+            Some(cell) => {
+                std::future::poll_fn(|cx| cell.poll_terminated(cx)).await;
+                cell.final_reason().unwrap_or(crate::StopReason::Normal)
+            }
+            None => match agent.remote() {
+                Some(remote) => std::future::poll_fn(|cx| remote.poll_down(cx)).await,
+                None => crate::StopReason::Normal,
+            },
+        }
+    }
     pub use serde;
 }

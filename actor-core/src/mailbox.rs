@@ -494,6 +494,17 @@ impl<M, P, H> Mailbox<M, P, H> {
 
     /// Adds a watcher. When the agent already stopped for good, returns the final reason
     /// instead (the caller notifies at once).
+    /// Why the agent ended, once it has for good.
+    pub(crate) fn final_reason(&self) -> Option<StopReason> {
+        let st = self.state.lock();
+        st.terminated.then(|| {
+            st.rare
+                .as_ref()
+                .and_then(|r| r.final_reason.clone())
+                .unwrap_or(StopReason::Normal)
+        })
+    }
+
     pub(crate) fn watch(&self, watch: Watch) -> Result<(), StopReason> {
         let mut st = self.state.lock();
         let terminated = st.terminated;

@@ -38,7 +38,7 @@ use crate::identifier::Identifier;
 use crate::identity::Identity;
 use crate::listener::{ListenerConfig, SecureListener};
 use crate::trust::TrustPolicy;
-use link::{Failure, Hello, Kind, Link, LookupAnswer, LookupRequest, Peer, Refused, Waiting};
+use link::{Failure, Hello, Kind, Link, LookupAnswer, LookupRequest, Peer, Refused, RemoteStop, Waiting};
 use swim::{Effect, MemberId, Swim};
 
 /// Why a node could not start, export or look up.
@@ -669,6 +669,39 @@ impl Inner {
         });
     }
 
+    /// The peer on `link` watches the export in `slot`: tell it (on whichever link then
+    /// carries the session) when the agent stops for good. One watch per export and
+    /// peer, however often it asks.
+    fn watch_export(&self, link: &Link, slot: u32) {
+        let Some(peer) = link.session() else {
+            return;
+        };
+        let export = self.export_in(slot);
+        let fresh = peer
+            .monitored
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(slot);
+        if !fresh {
+            return;
+        }
+        self.spawn(async move {
+            let stop = match &export {
+                None => RemoteStop::NotExported,
+                Some(export) => tokio::select! {
+                    reason = export.exit() => RemoteStop::from_reason(&reason),
+                    () = std::future::poll_fn(|cx| peer.poll_lost(cx)) => return,
+                },
+            };
+            let body = rmp_serde::to_vec(&stop).unwrap_or_default();
+            let mut out = link::encode(Kind::Down, 0, slot, body.len());
+            out.extend_from_slice(&body);
+            if let Some(link) = peer.link() {
+                let _ = link.outbox.push(out).await;
+            }
+        });
+    }
+
     /// Takes a membership packet from `link`; `Err` ends the link.
     fn membership_packet(self: &Arc<Self>, link: &Link, payload: &[u8]) -> Result<(), &'static str> {
         let Some(sender) = swim::claimed_sender(payload) else {
@@ -1173,6 +1206,15 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
             }
             // The peer sends no more requests here: close once our side is done too.
             Kind::Retire => node.spawn(close_when_quiet(link.clone())),
+            Kind::Monitor => node.watch_export(&link, frame.slot),
+            Kind::Down => {
+                let Ok(stop) = rmp_serde::from_slice::<RemoteStop>(frame.payload) else {
+                    break "undecodable down notice".into();
+                };
+                if let Some(peer) = link.session() {
+                    peer.agent_down(frame.slot, stop.into_reason());
+                }
+            }
             Kind::Reply => match frame.payload.split_first() {
                 Some((0, reply)) => link.complete(frame.id, Ok(reply)),
                 Some((1, failure)) => {
@@ -1266,6 +1308,8 @@ async fn send_failure(link: &Link, id: u64, failure: &Failure) {
 trait Exported: Send + Sync {
     fn protocol(&self) -> &Protocol;
     fn policies(&self) -> &Policies;
+    /// Resolves when the agent is gone for good (not when it restarts), with why.
+    fn exit(&self) -> Pin<Box<dyn Future<Output = actor_core::StopReason> + Send + '_>>;
     /// Decodes a message, checks the access policy, and enqueues it (in arrival order);
     /// for a call (`id`), answers on the link when the reply comes.
     fn deliver<'a>(
@@ -1313,6 +1357,10 @@ struct Export<A: RemoteAgent> {
 impl<A: RemoteAgent> Exported for Export<A> {
     fn protocol(&self) -> &Protocol {
         &self.protocol
+    }
+
+    fn exit(&self) -> Pin<Box<dyn Future<Output = actor_core::StopReason> + Send + '_>> {
+        Box::pin(actor_core::__private::exit_reason(&self.agent))
     }
 
     fn policies(&self) -> &Policies {
@@ -1677,7 +1725,7 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
     }
 
     fn is_alive(&self) -> bool {
-        !self.peer.is_lost()
+        !self.peer.is_lost() && !self.peer.is_down(self.slot)
     }
 
     fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
@@ -1713,8 +1761,17 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
         }
     }
 
-    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.peer.poll_lost(cx)
+    fn poll_down(&self, cx: &mut Context<'_>) -> Poll<actor_core::StopReason> {
+        let (down, ask) = self.peer.poll_down(self.slot, cx);
+        if ask {
+            if let Some(link) = self.peer.link() {
+                let watch = link::encode(Kind::Monitor, 0, self.slot, 0);
+                tokio::spawn(async move {
+                    let _ = link.outbox.push(watch).await;
+                });
+            }
+        }
+        down
     }
 
     fn describe(&self) -> String {

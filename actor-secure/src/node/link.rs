@@ -44,6 +44,10 @@ pub(crate) enum Kind {
     /// The sender sends no more requests on this link (a duplicate being retired); the
     /// receiver closes it once nothing of its own is in flight on it.
     Retire = 9,
+    /// Watch the export in `slot`: answer with `Down` when it stops for good.
+    Monitor = 10,
+    /// The export in `slot` stopped for good; payload a [`RemoteStop`].
+    Down = 11,
 }
 
 impl Kind {
@@ -58,6 +62,8 @@ impl Kind {
             7 => Kind::Membership,
             8 => Kind::Hello,
             9 => Kind::Retire,
+            10 => Kind::Monitor,
+            11 => Kind::Down,
             _ => return None,
         })
     }
@@ -110,6 +116,47 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
 pub(crate) struct Hello {
     pub(crate) incarnation: u64,
     pub(crate) addr: std::net::SocketAddr,
+}
+
+/// Why an exported agent stopped, as it crosses the link.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum RemoteStop {
+    Normal,
+    Shutdown,
+    Panicked(String),
+    Error(String),
+    Linked,
+    Killed,
+    NotExported,
+}
+
+impl RemoteStop {
+    pub(crate) fn from_reason(reason: &actor_core::StopReason) -> RemoteStop {
+        use actor_core::StopReason as R;
+        match reason {
+            R::Normal => RemoteStop::Normal,
+            R::Shutdown => RemoteStop::Shutdown,
+            R::Panicked(m) => RemoteStop::Panicked(m.clone()),
+            R::Error(m) => RemoteStop::Error(m.clone()),
+            R::Linked(_) => RemoteStop::Linked,
+            R::Killed => RemoteStop::Killed,
+            other => RemoteStop::Error(other.to_string()),
+        }
+    }
+
+    pub(crate) fn into_reason(self) -> actor_core::StopReason {
+        use actor_core::StopReason as R;
+        match self {
+            RemoteStop::Normal => R::Normal,
+            RemoteStop::Shutdown => R::Shutdown,
+            RemoteStop::Panicked(m) => R::Panicked(m),
+            RemoteStop::Error(m) => R::Error(m),
+            // The linked agent is on the other node: its id means nothing here.
+            RemoteStop::Linked => R::Error("a linked agent on its node crashed".into()),
+            RemoteStop::Killed => R::Killed,
+            RemoteStop::NotExported => R::Error("the agent is not exported (any more)".into()),
+        }
+    }
 }
 
 /// A lookup: the export's name and the protocol the caller expects.
@@ -539,6 +586,18 @@ pub(crate) struct Peer {
     link: parking_lot::RwLock<Option<std::sync::Arc<Link>>>,
     lost: AtomicBool,
     waiters: Mutex<Vec<Waker>>,
+    /// This node's watches of the node's exports, by slot.
+    downs: Mutex<HashMap<u32, DownState>>,
+    /// The node's watches of this node's exports (one task each, by slot).
+    pub(crate) monitored: Mutex<std::collections::HashSet<u32>>,
+}
+
+/// A watch of one export on the other node.
+#[derive(Default)]
+struct DownState {
+    asked: bool,
+    reason: Option<actor_core::StopReason>,
+    waiters: Vec<Waker>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -560,6 +619,8 @@ impl Peer {
             link: parking_lot::RwLock::new(Some(link.clone())),
             lost: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
+            downs: Mutex::new(HashMap::new()),
+            monitored: Mutex::new(std::collections::HashSet::new()),
         });
         peer.adopt(link);
         if link.is_closed() {
@@ -618,8 +679,57 @@ impl Peer {
             }
             self.link.write().take()
         };
+        let downs = std::mem::take(&mut *self.downs.lock().unwrap_or_else(PoisonError::into_inner));
+        for w in downs.into_values().flat_map(|d| d.waiters) {
+            w.wake();
+        }
         if let Some(link) = link {
             link.close();
+        }
+    }
+
+    /// Ready once the export in `slot` has stopped for good (its reason) or the session
+    /// is lost (`NodeLost`). The `bool` says the node must still be asked to watch it.
+    pub(crate) fn poll_down(&self, slot: u32, cx: &mut Context<'_>) -> (Poll<actor_core::StopReason>, bool) {
+        let mut downs = self.downs.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked under the lock `lose` takes after setting the flag: no lost wake-up.
+        if self.is_lost() {
+            return (Poll::Ready(actor_core::StopReason::NodeLost), false);
+        }
+        let state = downs.entry(slot).or_default();
+        if let Some(reason) = &state.reason {
+            return (Poll::Ready(reason.clone()), false);
+        }
+        if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            state.waiters.push(cx.waker().clone());
+        }
+        let ask = !state.asked;
+        state.asked = true;
+        (Poll::Pending, ask)
+    }
+
+    /// Whether the node said the export in `slot` stopped for good.
+    pub(crate) fn is_down(&self, slot: u32) -> bool {
+        self.downs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&slot)
+            .is_some_and(|d| d.reason.is_some())
+    }
+
+    /// The node says the export in `slot` stopped for good.
+    pub(crate) fn agent_down(&self, slot: u32, reason: actor_core::StopReason) {
+        let waiters = {
+            let mut downs = self.downs.lock().unwrap_or_else(PoisonError::into_inner);
+            // Only for watches this node asked for: a peer cannot grow the table.
+            let Some(state) = downs.get_mut(&slot) else {
+                return;
+            };
+            state.reason = Some(reason);
+            std::mem::take(&mut state.waiters)
+        };
+        for w in waiters {
+            w.wake();
         }
     }
 
@@ -677,6 +787,7 @@ mod tests {
             let _ = rmp_serde::from_slice::<LookupAnswer>(&bytes);
             let _ = rmp_serde::from_slice::<Failure>(&bytes);
             let _ = rmp_serde::from_slice::<Hello>(&bytes);
+            let _ = rmp_serde::from_slice::<RemoteStop>(&bytes);
         }
     }
 
