@@ -51,7 +51,8 @@ async fn pair(system: &System) -> (Node, Node, ActorRef<Store>) {
 }
 
 /// What the proxy does to bytes going from the client to the server.
-type Tamper = Arc<dyn Fn(usize, &mut [u8]) + Send + Sync>;
+/// Changes a chunk the client sent (given its offset in the stream); false drops it.
+type Tamper = Arc<dyn Fn(usize, &mut [u8]) -> bool + Send + Sync>;
 
 /// A TCP proxy in front of `target` that records every byte both ways and lets `tamper`
 /// change the client's bytes (given the offset of the chunk in the stream).
@@ -76,9 +77,9 @@ async fn proxy(target: SocketAddr, tamper: Tamper) -> (SocketAddr, Arc<Mutex<Vec
                         break;
                     }
                     log_up.lock().unwrap().extend_from_slice(&buf[..n]);
-                    tamper(offset, &mut buf[..n]);
+                    let keep = tamper(offset, &mut buf[..n]);
                     offset += n;
-                    if sw.write_all(&buf[..n]).await.is_err() {
+                    if keep && sw.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
                 }
@@ -108,7 +109,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn a_proxy_on_the_path_never_sees_a_message_in_the_clear() {
     let system = System::new();
     let (a, b, _store) = pair(&system).await;
-    let (via, seen) = proxy(a.addr(), Arc::new(|_, _| {})).await;
+    let (via, seen) = proxy(a.addr(), Arc::new(|_, _| true)).await;
     let store = b
         .lookup::<Store>("store", via)
         .await
@@ -146,6 +147,7 @@ async fn a_flipped_bit_kills_the_link_and_no_altered_message_is_delivered() {
                 *last ^= 0x01;
             }
         }
+        true
     });
     let (via, _) = proxy(a.addr(), tamper).await;
     let store = b.lookup::<Store>("store", via).await.expect("lookup");
@@ -159,6 +161,48 @@ async fn a_flipped_bit_kills_the_link_and_no_altered_message_is_delivered() {
     );
     // Nothing altered (or anything at all after the tampering) reached the agent.
     assert_eq!(store_here.all().await, Ok(vec!["before".to_owned()]));
+    // The old reference stays dead; a new lookup opens a new link and works.
+    armed.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(store.put("late".into()).await, Err(CallError::LinkLost));
+    let again = b.lookup::<Store>("store", via).await.expect("a new link");
+    assert_eq!(again.put("again".into()).await, Ok(2));
+    assert_eq!(
+        store_here.all().await,
+        Ok(vec!["before".to_owned(), "again".to_owned()])
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_frame_kills_the_link_and_a_new_one_replaces_it() {
+    let system = System::new();
+    let (a, b, store_here) = pair(&system).await;
+    // Once armed, the proxy swallows one chunk the client sends: the frames after it
+    // arrive with the wrong nonce.
+    let drop_next = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trigger = drop_next.clone();
+    let tamper: Tamper =
+        Arc::new(move |_, _: &mut [u8]| !trigger.swap(false, std::sync::atomic::Ordering::SeqCst));
+    let (via, _) = proxy(a.addr(), tamper).await;
+    let store = b.lookup::<Store>("store", via).await.expect("lookup");
+    assert_eq!(store.put("one".into()).await, Ok(1));
+    drop_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The swallowed call cannot be noticed until the next frame arrives out of turn.
+    let lost = store.put("dropped".into()).timeout(Duration::from_secs(1)).await;
+    assert_eq!(lost, Err(CallError::Timeout));
+    let next = store.put("next".into()).timeout(Duration::from_secs(5)).await;
+    assert_eq!(
+        next,
+        Err(CallError::LinkLost),
+        "the frame after the gap ends the link"
+    );
+    let again = b.lookup::<Store>("store", via).await.expect("a new link");
+    assert_eq!(again.put("two".into()).await, Ok(2));
+    assert_eq!(
+        store_here.all().await,
+        Ok(vec!["one".to_owned(), "two".to_owned()])
+    );
     b.shutdown().await;
     a.shutdown().await;
 }
