@@ -76,4 +76,5 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use actor_core::__private::*;
+    pub use actor_secure::__private::{ref_from_wire as node_ref_from_wire, ref_to_wire as node_ref_to_wire};
 }

@@ -31,6 +31,36 @@ impl Counter {
     }
 }
 
+/// Keeps references to counters by name; calls them and hands them on.
+#[derive(Default)]
+pub struct Directory {
+    entries: std::collections::HashMap<String, ActorRef<Counter>>,
+}
+
+#[agent(remote)]
+impl Directory {
+    #[handle]
+    fn put(&mut self, name: String, counter: ActorRef<Counter>) {
+        self.entries.insert(name, counter);
+    }
+    #[handle]
+    fn get(&self, name: String) -> Option<ActorRef<Counter>> {
+        self.entries.get(&name).cloned()
+    }
+    /// Calls the counter kept as `name`, from this node.
+    #[handle]
+    async fn bump(&self, name: String, n: u64) -> Result<u64, String> {
+        let counter = self.entries.get(&name).cloned().ok_or("no such entry")?;
+        counter.add(n).await.map_err(|e| e.to_string())
+    }
+    /// Hands the counter kept as `name` to another directory (on another node).
+    #[handle]
+    async fn forward(&self, name: String, to: ActorRef<Directory>) -> Result<(), String> {
+        let counter = self.entries.get(&name).cloned().ok_or("no such entry")?;
+        to.put(name, counter).await.map_err(|e| e.to_string())
+    }
+}
+
 /// Another agent type, for finds of the wrong protocol.
 #[derive(Default)]
 pub struct Other;
@@ -101,6 +131,9 @@ async fn child() {
         .await
         .expect("node starts");
     node.export(env("TROUPE_NAME"), &system.spawn(Counter::default()))
+        .expect("export");
+    let directory = env("TROUPE_NAME").replace("counter", "dir");
+    node.export(directory, &system.spawn(Directory::default()))
         .expect("export");
     println!("NODE {} {}", node.addr(), node.identifier());
     let started = Instant::now();
@@ -364,6 +397,47 @@ async fn nodes_join_through_a_seed_and_find_each_others_agents() {
     seed.shutdown().await;
 }
 
+async fn references_travel_in_messages_and_replies_across_three_nodes() {
+    let keys = Keys::new(3);
+    let system = System::new();
+    let seed = seed_node(&system, &keys).await;
+    let _children: Vec<_> = (1..3)
+        .map(|i| ChildNode::start(&spec(&keys, i, &seed, 3)))
+        .collect();
+    members_reach(&seed, 3, Duration::from_secs(10)).await;
+    let dir1 = seed.find::<Directory>("dir-1").await.expect("find");
+    let dir2 = seed.find::<Directory>("dir-2").await.expect("find");
+
+    // A reference to a local agent, sent to another node, works there...
+    let mine = system.spawn(Counter::default());
+    dir1.put("mine".into(), mine.clone()).await.expect("call");
+    assert_eq!(dir1.bump("mine".into(), 5).await, Ok(Ok(5)));
+    assert_eq!(mine.add(0).await, Ok(5), "the call reached the local agent");
+    // ...comes back in a reply as the local reference it was...
+    let back = dir1.get("mine".into()).await.expect("call").expect("kept");
+    assert!(!back.is_remote());
+    assert_eq!(back, mine);
+    // ...and works on a third node that got it from the second.
+    dir1.forward("mine".into(), dir2.clone())
+        .await
+        .expect("call")
+        .expect("forwarded");
+    assert_eq!(dir2.bump("mine".into(), 1).await, Ok(Ok(6)));
+
+    // A reference to an agent on a third node, handed over by this one.
+    let theirs = seed.find::<Counter>("counter-2").await.expect("find");
+    dir1.put("theirs".into(), theirs.clone()).await.expect("call");
+    assert_eq!(dir1.bump("theirs".into(), 7).await, Ok(Ok(7)));
+    let again = dir1.get("theirs".into()).await.expect("call").expect("kept");
+    assert!(again.is_remote());
+    assert_eq!(again, theirs, "one agent, one id, however its reference came");
+    assert_eq!(again.add(1).await, Ok(8));
+
+    // Outside of a message to another node, a reference does not serialize.
+    assert!(rmp_serde::to_vec(&mine).is_err());
+    seed.shutdown().await;
+}
+
 async fn a_killed_node_is_declared_down_and_rejoins_when_restarted() {
     let keys = Keys::new(3);
     let system = System::new();
@@ -512,10 +586,14 @@ fn main() {
     }
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-    let tests: [(&str, Test); 4] = [
+    let tests: [(&str, Test); 5] = [
         ("nodes_join_through_a_seed_and_find_each_others_agents", || {
             Box::pin(nodes_join_through_a_seed_and_find_each_others_agents())
         }),
+        (
+            "references_travel_in_messages_and_replies_across_three_nodes",
+            || Box::pin(references_travel_in_messages_and_replies_across_three_nodes()),
+        ),
         (
             "a_killed_node_is_declared_down_and_rejoins_when_restarted",
             || Box::pin(a_killed_node_is_declared_down_and_rejoins_when_restarted()),

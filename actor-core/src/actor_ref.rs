@@ -88,6 +88,8 @@ pub trait RemoteTarget<A: Agent>: Send + Sync + 'static {
     fn poll_down(&self, cx: &mut Context<'_>) -> Poll<crate::StopReason>;
     /// For `Debug`: where the agent is.
     fn describe(&self) -> String;
+    /// How the node layer names this agent on the wire.
+    fn wire(&self) -> crate::protocol::WireRef;
 }
 
 /// The untyped core of a reference; generated clients wrap it. Not for direct use.

@@ -53,7 +53,13 @@ pub mod __private {
     pub use crate::actor_ref::{AgentClient, RawRef, RemoteTarget};
     pub use crate::agent::{AgentOptions, OptionsProbe, ViaDefaultOptions, ViaStructOptions};
     pub use crate::cell::{Envelope, ReplyTx};
+    pub use crate::protocol::{with_ref_scope, WireRef};
     pub use crate::request::{deliver, ReplyRx};
+
+    /// The wire name of a reference to an agent on another node (`None` for a local one).
+    pub fn remote_wire<A: crate::Agent>(agent: &crate::ActorRef<A>) -> Option<WireRef> {
+        agent.remote().map(|r| r.wire())
+    }
 
     /// Waits until a local agent is gone for good (a supervised agent that restarts is
     /// not) and says why; for a remote agent, as [`ActorRef::stopped`](crate::ActorRef::stopped).

@@ -47,6 +47,34 @@ pub trait RemoteAgent: Agent<Msg: Serialize + DeserializeOwned, Reply: Serialize
     fn handler_policies() -> &'static [(&'static str, &'static str)] {
         &[]
     }
+
+    /// How a reference to this agent is named on the wire (the node layer exports a
+    /// local agent that is sent). `#[agent(remote)]` forwards to the node layer. Not for
+    /// applications.
+    #[doc(hidden)]
+    fn ref_to_wire(
+        agent: &crate::ActorRef<Self>,
+        scope: &(dyn std::any::Any + Send + Sync),
+    ) -> Result<WireRef, String> {
+        let _ = (agent, scope);
+        Err(format!(
+            "references to `{}` cannot cross nodes",
+            Self::protocol().name()
+        ))
+    }
+
+    /// The reference a wire name stands for, on this node. Not for applications.
+    #[doc(hidden)]
+    fn ref_from_wire(
+        wire: WireRef,
+        scope: &(dyn std::any::Any + Send + Sync),
+    ) -> Result<crate::ActorRef<Self>, String> {
+        let _ = (wire, scope);
+        Err(format!(
+            "references to `{}` cannot cross nodes",
+            Self::protocol().name()
+        ))
+    }
 }
 
 /// The name of a remote agent and a fingerprint of its handlers: their names, order,
@@ -139,5 +167,74 @@ mod tests {
         let b = Protocol::new("Store", "Store { put(v: T) -> () }", &["alloc::string::String"]);
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.to_string(), format!("Store#{:016x}", a.fingerprint()));
+    }
+}
+
+/// How a reference crosses to another node: which node (identifier, address and
+/// incarnation), which export there, the agent's protocol fingerprint, and for an agent
+/// exported only by being sent, the secret that lets a holder reach it. Not for
+/// applications.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WireRef {
+    pub node: [u8; 32],
+    pub addr: String,
+    pub incarnation: u64,
+    pub slot: u32,
+    pub token: u64,
+    pub fingerprint: u64,
+}
+
+thread_local! {
+    /// What encodes and decodes references in the message being encoded or decoded on
+    /// this thread (set by the node layer around each one).
+    static REF_SCOPE: std::cell::RefCell<Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (an encode or a decode) with `scope` handling the references in it. Not for
+/// applications.
+#[doc(hidden)]
+pub fn with_ref_scope<R>(scope: std::sync::Arc<dyn std::any::Any + Send + Sync>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            REF_SCOPE.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let previous = REF_SCOPE.with(|s| s.borrow_mut().replace(scope));
+    let _restore = Restore(previous);
+    f()
+}
+
+fn ref_scope() -> Option<std::sync::Arc<dyn std::any::Any + Send + Sync>> {
+    REF_SCOPE.with(|s| s.borrow().clone())
+}
+
+/// A reference inside a remote message or reply arrives on the other node as a working
+/// reference to the same agent (through the secure link between the nodes), as Erlang
+/// pids do. Outside of one (serializing an `ActorRef` into a file, say) it is an error.
+impl<A: RemoteAgent> Serialize for crate::ActorRef<A> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(scope) = ref_scope() else {
+            return Err(serde::ser::Error::custom(
+                "an ActorRef can only be serialized inside a message to another node",
+            ));
+        };
+        let wire = A::ref_to_wire(self, &*scope).map_err(serde::ser::Error::custom)?;
+        wire.serialize(serializer)
+    }
+}
+
+impl<'de, A: RemoteAgent> serde::Deserialize<'de> for crate::ActorRef<A> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireRef::deserialize(deserializer)?;
+        let Some(scope) = ref_scope() else {
+            return Err(serde::de::Error::custom(
+                "an ActorRef can only be deserialized from a message from another node",
+            ));
+        };
+        A::ref_from_wire(wire, &*scope).map_err(serde::de::Error::custom)
     }
 }

@@ -88,6 +88,20 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                 fn handler_policies() -> &'static [(&'static str, &'static str)] {
                     &[#(#policies)*]
                 }
+
+                fn ref_to_wire(
+                    agent: &#krate::ActorRef<Self>,
+                    scope: &(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
+                ) -> ::core::result::Result<#krate::__private::WireRef, ::std::string::String> {
+                    #krate::__private::node_ref_to_wire::<Self>(agent, scope)
+                }
+
+                fn ref_from_wire(
+                    wire: #krate::__private::WireRef,
+                    scope: &(dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync),
+                ) -> ::core::result::Result<#krate::ActorRef<Self>, ::std::string::String> {
+                    #krate::__private::node_ref_from_wire::<Self>(wire, scope)
+                }
             }
         }
     });

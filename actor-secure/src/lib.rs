@@ -67,3 +67,9 @@ pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
 pub use listener::{ListenerConfig, SecureListener};
 pub use node::{CallerIdentity, ClusterMember, ExportHandle, MembershipConfig, Node, NodeBuilder, NodeError};
 pub use trust::TrustPolicy;
+
+/// Used by the code `#[agent(remote)]` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::node::refs::{ref_from_wire, ref_to_wire};
+}

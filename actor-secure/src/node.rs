@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use actor_core::__private::{deliver, Envelope, RemoteTarget, ReplyTx};
+use actor_core::__private::{deliver, with_ref_scope, Envelope, RemoteTarget, ReplyTx, WireRef};
 use actor_core::{ActorId, ActorRef, CallError, Protocol, RemoteAgent, System};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::oneshot;
@@ -298,6 +298,7 @@ impl NodeBuilder {
             swim: Mutex::new(Some(Swim::new(me, &self.membership, seed))),
             dial_failed: Mutex::new(HashMap::new()),
             membership_sent: Default::default(),
+            ref_scope: std::sync::OnceLock::new(),
             exports: Mutex::new(Exports::default()),
             links: Mutex::new(Links::default()),
             tasks: Mutex::new(JoinSet::new()),
@@ -305,6 +306,8 @@ impl NodeBuilder {
         });
         let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
         let weak = Arc::downgrade(&inner);
+        let scope: Arc<dyn std::any::Any + Send + Sync> = Arc::new(RefScope { node: weak.clone() });
+        let _ = inner.ref_scope.set(scope);
         inner.spawn(accept_loop(listener, weak.clone()));
         for seed in self.seeds {
             inner.spawn(join(weak.clone(), seed));
@@ -375,6 +378,8 @@ struct Inner {
     swim: Mutex<Option<Swim>>,
     /// When dialling a member last failed (dials back off for a second).
     dial_failed: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Handles the references inside this node's messages (see `refs`).
+    ref_scope: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
     /// Membership packets and bytes this node has sent.
     membership_sent: (std::sync::atomic::AtomicU64, std::sync::atomic::AtomicU64),
     exports: Mutex<Exports>,
@@ -396,7 +401,14 @@ impl fmt::Debug for Inner {
 struct Exports {
     by_name: HashMap<String, u32>,
     by_slot: HashMap<u32, Arc<dyn Exported>>,
+    /// Agents exported because a reference to them was sent: (slot, secret), by agent.
+    sent: HashMap<ActorId, (u32, u64)>,
     next_slot: u32,
+}
+
+/// What encodes and decodes the references inside one node's messages.
+struct RefScope {
+    node: Weak<Inner>,
 }
 
 #[derive(Default)]
@@ -460,6 +472,10 @@ impl Inner {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         let existing = links.by_peer.get(&link.peer).filter(|p| !p.is_lost()).cloned();
         match existing {
+            // This node was dialling it (a reference to one of its agents arrived).
+            Some(peer) if peer.incarnation == hello.incarnation && peer.link().is_none() => {
+                peer.switch_to(link);
+            }
             Some(peer) if peer.incarnation == hello.incarnation => {
                 let ours_is_smaller = self.identity.identifier() < link.peer;
                 if link.dialled == ours_is_smaller {
@@ -493,7 +509,105 @@ impl Inner {
     fn session_with(&self, addr: SocketAddr, expect: Option<Identifier>) -> Option<Arc<Peer>> {
         let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         let id = expect.or_else(|| links.by_addr.get(&addr).copied())?;
-        links.by_peer.get(&id).filter(|p| !p.is_lost()).cloned()
+        links
+            .by_peer
+            .get(&id)
+            .filter(|p| !p.is_lost() && p.link().is_some())
+            .cloned()
+    }
+
+    fn scope(&self) -> Arc<dyn std::any::Any + Send + Sync> {
+        self.ref_scope
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(RefScope { node: Weak::new() }))
+    }
+
+    /// Exports `agent` without a name because a reference to it is being sent: any node
+    /// this one trusts that holds the reference (and so its secret) may message it.
+    /// Once per agent; the export goes when the agent stops for good.
+    fn export_sent<A: RemoteAgent>(self: &Arc<Self>, agent: &ActorRef<A>) -> (u32, u64) {
+        let mut exports = self.exports.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&known) = exports.sent.get(&agent.id()) {
+            return known;
+        }
+        exports.next_slot += 1;
+        let slot = exports.next_slot;
+        let mut secret = [0u8; 8];
+        let _ = getrandom::getrandom(&mut secret);
+        let token = u64::from_le_bytes(secret) | 1;
+        let policies = Policies {
+            name: format!("(sent reference to {})", A::protocol().name()),
+            ..Policies::default()
+        };
+        // Holding the reference is the permission.
+        if let Ok(allow) = Policy::parse("true") {
+            *policies.whole.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(allow));
+        }
+        let export: Arc<dyn Exported> = Arc::new(Export {
+            agent: agent.clone(),
+            protocol: A::protocol(),
+            policies,
+            token,
+        });
+        exports.by_slot.insert(slot, export);
+        exports.sent.insert(agent.id(), (slot, token));
+        drop(exports);
+        let node = Arc::downgrade(self);
+        let agent = agent.clone();
+        self.spawn(async move {
+            actor_core::__private::exit_reason(&agent).await;
+            if let Some(node) = node.upgrade() {
+                let mut exports = node.exports.lock().unwrap_or_else(PoisonError::into_inner);
+                exports.sent.remove(&agent.id());
+                exports.by_slot.remove(&slot);
+            }
+        });
+        (slot, token)
+    }
+
+    /// The session with node `id` (incarnation `incarnation`, listening at `addr`) for a
+    /// reference that names one of its agents: the open one, or a new one this node
+    /// starts dialling.
+    fn peer_for(self: &Arc<Self>, id: Identifier, addr: &str, incarnation: u64) -> Result<Arc<Peer>, String> {
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(peer) = links.by_peer.get(&id).filter(|p| !p.is_lost()) {
+            match peer.incarnation.cmp(&incarnation) {
+                std::cmp::Ordering::Equal => return Ok(peer.clone()),
+                std::cmp::Ordering::Greater => {
+                    return Err("a reference to an agent of an earlier run of its node".into());
+                }
+                // The node restarted since: the session this node has is over.
+                std::cmp::Ordering::Less => peer.lose(),
+            }
+        }
+        if !self.trust.allows(&id) {
+            return Err(format!(
+                "a reference to an agent on {id}, which this node does not trust"
+            ));
+        }
+        let addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| format!("a reference with a bad node address `{addr}`"))?;
+        let peer = Peer::connecting(id, incarnation, addr);
+        links.by_peer.insert(id, peer.clone());
+        drop(links);
+        let node = Arc::downgrade(self);
+        let connecting = peer.clone();
+        self.spawn(async move {
+            let Some(node) = node.upgrade() else {
+                connecting.lose();
+                return;
+            };
+            if let Err(e) = node.link_to(addr, Some(id)).await {
+                tracing::debug!(node = %id, error = %e, "node: could not reach the node of a reference");
+            }
+            // Dialled, but the session did not take the link (another incarnation).
+            if connecting.link().is_none() {
+                connecting.lose();
+            }
+        });
+        Ok(peer)
     }
 
     /// The session with the node at `addr` (which must be `expect`, when given),
@@ -672,11 +786,14 @@ impl Inner {
     /// The peer on `link` watches the export in `slot`: tell it (on whichever link then
     /// carries the session) when the agent stops for good. One watch per export and
     /// peer, however often it asks.
-    fn watch_export(&self, link: &Link, slot: u32) {
+    fn watch_export(&self, link: &Link, slot: u32, token: u64) {
         let Some(peer) = link.session() else {
             return;
         };
-        let export = self.export_in(slot);
+        // An agent exported by sending a reference is watched only by holders of it.
+        let export = self
+            .export_in(slot)
+            .filter(|e| e.token() == 0 || same_secret(e.token(), token));
         let fresh = peer
             .monitored
             .lock()
@@ -847,6 +964,7 @@ impl Node {
                     ),
                     ..Policies::default()
                 },
+                token: 0,
             }),
         );
         Ok(ExportHandle {
@@ -1007,10 +1125,12 @@ impl Node {
         };
         match rmp_serde::from_slice::<LookupAnswer>(&answer) {
             Ok(LookupAnswer::Found { slot }) => Ok(ActorRef::from_remote(Box::new(RemoteRef::<A> {
+                id: peer.id_for(slot),
                 peer,
                 slot,
-                id: ActorId::fresh(),
+                token: 0,
                 name: name.to_owned(),
+                scope: self.inner.scope(),
                 _agent: std::marker::PhantomData,
             }))),
             Ok(LookupAnswer::NoSuchExport) => Err(NodeError::NoSuchExport(name.to_owned())),
@@ -1206,7 +1326,13 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
             }
             // The peer sends no more requests here: close once our side is done too.
             Kind::Retire => node.spawn(close_when_quiet(link.clone())),
-            Kind::Monitor => node.watch_export(&link, frame.slot),
+            Kind::Monitor => {
+                let token = frame
+                    .payload
+                    .first_chunk::<8>()
+                    .map_or(0, |t| u64::from_le_bytes(*t));
+                node.watch_export(&link, frame.slot, token);
+            }
             Kind::Down => {
                 let Ok(stop) = rmp_serde::from_slice::<RemoteStop>(frame.payload) else {
                     break "undecodable down notice".into();
@@ -1247,7 +1373,21 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
             }
             Kind::Call | Kind::Cast => {
                 let call = frame.kind == Kind::Call;
-                let Some(export) = node.export_in(frame.slot) else {
+                let export = node.export_in(frame.slot);
+                // An agent exported by sending a reference takes messages that carry its
+                // secret first.
+                let payload = match &export {
+                    Some(export) => match export.token() {
+                        0 => Some(frame.payload),
+                        token => frame
+                            .payload
+                            .split_first_chunk::<8>()
+                            .filter(|(t, _)| same_secret(u64::from_le_bytes(**t), token))
+                            .map(|(_, rest)| rest),
+                    },
+                    None => None,
+                };
+                let (Some(export), Some(payload)) = (export, payload) else {
                     if call {
                         send_failure(&link, frame.id, &Failure::NoSuchExport).await;
                     }
@@ -1267,7 +1407,7 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                         &node,
                         &link,
                         frame.slot,
-                        frame.payload,
+                        payload,
                         call.then_some(frame.id),
                         permit,
                     )
@@ -1277,6 +1417,11 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
     };
     tracing::debug!(peer = %link.peer, %reason, "node: link closed");
     link.close();
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(a: u64, b: u64) -> bool {
+    std::hint::black_box(a ^ b) == 0
 }
 
 fn answer_lookup(node: &Inner, request: &LookupRequest) -> LookupAnswer {
@@ -1307,6 +1452,9 @@ async fn send_failure(link: &Link, id: u64, failure: &Failure) {
 /// An exported agent, type-erased.
 trait Exported: Send + Sync {
     fn protocol(&self) -> &Protocol;
+    /// The secret a message must carry (0: none, a named export).
+    fn token(&self) -> u64;
+    fn as_any(&self) -> &dyn std::any::Any;
     fn policies(&self) -> &Policies;
     /// Resolves when the agent is gone for good (not when it restarts), with why.
     fn exit(&self) -> Pin<Box<dyn Future<Output = actor_core::StopReason> + Send + '_>>;
@@ -1352,6 +1500,7 @@ struct Export<A: RemoteAgent> {
     agent: ActorRef<A>,
     protocol: Protocol,
     policies: Policies,
+    token: u64,
 }
 
 impl<A: RemoteAgent> Exported for Export<A> {
@@ -1361,6 +1510,14 @@ impl<A: RemoteAgent> Exported for Export<A> {
 
     fn exit(&self) -> Pin<Box<dyn Future<Output = actor_core::StopReason> + Send + '_>> {
         Box::pin(actor_core::__private::exit_reason(&self.agent))
+    }
+
+    fn token(&self) -> u64 {
+        self.token
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn policies(&self) -> &Policies {
@@ -1377,7 +1534,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            let msg = match rmp_serde::from_slice::<A::Msg>(payload) {
+            let msg = match with_ref_scope(node.scope(), || rmp_serde::from_slice::<A::Msg>(payload)) {
                 Ok(msg) => msg,
                 Err(e) => {
                     match id {
@@ -1404,7 +1561,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let now = crate::agent::unix_secs(std::time::SystemTime::now());
             let cached = link.cached_decision(key, generation, now);
             if cached == Some(true) && !node.audit_allowed {
-                return self.enqueue(link, msg, id, permit).await;
+                return self.enqueue(node, link, msg, id, permit).await;
             }
             let policy = self.policies.for_handler(handler, node);
             let credential_generation = link.credential_generation();
@@ -1460,7 +1617,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
                     "remote message allowed"
                 );
             }
-            self.enqueue(link, msg, id, permit).await
+            self.enqueue(node, link, msg, id, permit).await
         })
     }
 }
@@ -1485,6 +1642,7 @@ impl<A: RemoteAgent> Export<A> {
     /// reply comes.
     async fn enqueue(
         &self,
+        node: &Inner,
         link: &Arc<Link>,
         msg: A::Msg,
         id: Option<u64>,
@@ -1506,11 +1664,12 @@ impl<A: RemoteAgent> Export<A> {
                 return;
             };
             let link = link.clone();
+            let scope = node.scope();
             // The reply is awaited off the reader, so other messages keep flowing.
             tokio::spawn(async move {
                 let _permit = permit;
                 let result = rx.await.unwrap_or(Err(CallError::Stopped));
-                match result.map(|reply| rmp_serde::to_vec(&reply)) {
+                match result.map(|reply| with_ref_scope(scope, || rmp_serde::to_vec(&reply))) {
                     Ok(Ok(body)) if link::HEADER_LEN + 1 + body.len() > link.max_message => {
                         let why = format!(
                             "the reply of {} bytes is over the link's limit of {} bytes",
@@ -1635,13 +1794,14 @@ impl Waiting for RawWaiter {
 }
 
 /// Waits for a typed reply: decodes it into the caller's reply slot.
-struct ReplyWaiter<A: RemoteAgent>(ReplyTx<A>);
+struct ReplyWaiter<A: RemoteAgent>(ReplyTx<A>, Arc<dyn std::any::Any + Send + Sync>);
 
 impl<A: RemoteAgent> Waiting for ReplyWaiter<A> {
     fn complete(self: Box<Self>, result: Result<&[u8], CallError>) {
+        let scope = self.1;
         let reply = result.and_then(|bytes| {
-            rmp_serde::from_slice::<A::Reply>(bytes)
-                .map_err(|_| CallError::Remote("the reply could not be decoded".into()))
+            with_ref_scope(scope, || rmp_serde::from_slice::<A::Reply>(bytes))
+                .map_err(|e| CallError::Remote(format!("the reply could not be decoded: {e}")))
         });
         let _ = self.0.send(reply);
     }
@@ -1655,8 +1815,12 @@ impl<A: RemoteAgent> Waiting for ReplyWaiter<A> {
 struct RemoteRef<A: RemoteAgent> {
     peer: Arc<Peer>,
     slot: u32,
+    /// The secret of an agent exported by sending a reference (0: a named export).
+    token: u64,
     id: ActorId,
     name: String,
+    /// The node's reference codec, for references inside messages and replies.
+    scope: Arc<dyn std::any::Any + Send + Sync>,
     _agent: std::marker::PhantomData<fn() -> A>,
 }
 
@@ -1668,16 +1832,24 @@ impl<A: RemoteAgent> RemoteRef<A> {
     /// the channel (where it would end the link for everyone): a call gets
     /// `CallError::Remote` saying so, a cast is given back (`Err`).
     fn encode(&self, link: &Link, env: Envelope<A>) -> Result<Option<Vec<u8>>, Envelope<A>> {
-        let body = match rmp_serde::to_vec(&env.msg) {
-            Ok(body) => body,
-            Err(e) => {
-                tracing::warn!(agent = %self.name, error = %e, "node: a message could not be encoded");
-                if let Some(tx) = env.reply {
-                    let _ = tx.send(Err(CallError::Remote("the message could not be encoded".into())));
-                }
-                return Ok(None);
-            }
+        // An agent exported by sending a reference is reached with its secret first.
+        let mut body = if self.token == 0 {
+            Vec::new()
+        } else {
+            self.token.to_le_bytes().to_vec()
         };
+        let encoded = with_ref_scope(self.scope.clone(), || {
+            rmp_serde::encode::write(&mut body, &env.msg)
+        });
+        if let Err(e) = encoded {
+            tracing::warn!(agent = %self.name, error = %e, "node: a message could not be encoded");
+            if let Some(tx) = env.reply {
+                let _ = tx.send(Err(CallError::Remote(format!(
+                    "the message could not be encoded: {e}"
+                ))));
+            }
+            return Ok(None);
+        }
         if link::HEADER_LEN + body.len() > link.max_message {
             let why = format!(
                 "a message of {} bytes is over the link's limit of {} bytes",
@@ -1694,7 +1866,7 @@ impl<A: RemoteAgent> RemoteRef<A> {
             };
         }
         let (kind, id) = match env.reply {
-            Some(tx) => match link.wait_for_reply(Box::new(ReplyWaiter::<A>(tx))) {
+            Some(tx) => match link.wait_for_reply(Box::new(ReplyWaiter::<A>(tx, self.scope.clone()))) {
                 Some(id) => (Kind::Call, id),
                 None => return Ok(None),
             },
@@ -1732,7 +1904,9 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
         let mut slot = Some(env);
         let pushed = self.peer.with_link(|link| match link {
             Some(link) => link.outbox.try_push_with(|| self.encode_from(link, &mut slot)),
-            None => Err(Refused::Closed),
+            None if self.peer.is_lost() => Err(Refused::Closed),
+            // Still dialling its node: as a full queue.
+            None => Err(Refused::Full),
         });
         match (pushed, slot.take()) {
             (_, None) => Ok(()),
@@ -1749,8 +1923,13 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
     ) -> Poll<Result<(), Envelope<A>>> {
         let pushed = self.peer.with_link(|link| match link {
             Some(link) => link.outbox.poll_push_with(cx, || self.encode_from(link, slot)),
-            None => Poll::Ready(Err(Refused::Closed)),
+            None if self.peer.is_lost() => Poll::Ready(Err(Refused::Closed)),
+            None => Poll::Pending,
         });
+        if pushed.is_pending() && self.peer.link().is_none() && self.peer.poll_link(cx).is_ready() {
+            // The link came (or the session was lost) meanwhile: try again now.
+            cx.waker().wake_by_ref();
+        }
         match pushed {
             Poll::Pending => Poll::Pending,
             Poll::Ready(_) => match slot.take() {
@@ -1764,14 +1943,29 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
     fn poll_down(&self, cx: &mut Context<'_>) -> Poll<actor_core::StopReason> {
         let (down, ask) = self.peer.poll_down(self.slot, cx);
         if ask {
-            if let Some(link) = self.peer.link() {
-                let watch = link::encode(Kind::Monitor, 0, self.slot, 0);
-                tokio::spawn(async move {
+            let mut watch = link::encode(Kind::Monitor, 0, self.slot, 8);
+            watch.extend_from_slice(&self.token.to_le_bytes());
+            let peer = self.peer.clone();
+            tokio::spawn(async move {
+                // Once the session has a link (it may still be dialling).
+                std::future::poll_fn(|cx| peer.poll_link(cx)).await;
+                if let Some(link) = peer.link() {
                     let _ = link.outbox.push(watch).await;
-                });
-            }
+                }
+            });
         }
         down
+    }
+
+    fn wire(&self) -> WireRef {
+        WireRef {
+            node: *self.peer.id.as_bytes(),
+            addr: self.peer.addr.to_string(),
+            incarnation: self.peer.incarnation,
+            slot: self.slot,
+            token: self.token,
+            fingerprint: A::protocol().fingerprint(),
+        }
     }
 
     fn describe(&self) -> String {
@@ -1807,5 +2001,82 @@ pub trait CallerIdentity {
 impl CallerIdentity for actor_core::Caller {
     fn node(&self) -> Identifier {
         Identifier::from_bytes(*self.node_bytes())
+    }
+}
+
+/// The node's side of references inside messages, called by the code `#[agent(remote)]`
+/// generates. Not for applications.
+#[doc(hidden)]
+pub(crate) mod refs {
+    use super::*;
+
+    /// How `agent` is named in a message this node sends: a reference to an agent on
+    /// another node keeps its name; a local agent is exported (without a name, once)
+    /// and named by this node.
+    pub fn ref_to_wire<A: RemoteAgent>(
+        agent: &ActorRef<A>,
+        scope: &(dyn std::any::Any + Send + Sync),
+    ) -> Result<WireRef, String> {
+        if let Some(wire) = actor_core::__private::remote_wire(agent) {
+            return Ok(wire);
+        }
+        let node = scope
+            .downcast_ref::<RefScope>()
+            .and_then(|s| s.node.upgrade())
+            .ok_or("references can only be sent by a running node")?;
+        let (slot, token) = node.export_sent(agent);
+        Ok(WireRef {
+            node: *node.identity.identifier().as_bytes(),
+            addr: node.addr.to_string(),
+            incarnation: node.incarnation,
+            slot,
+            token,
+            fingerprint: A::protocol().fingerprint(),
+        })
+    }
+
+    /// The reference a name in a message that arrived stands for: a local agent when it
+    /// names one of this node's, else a reference through the session with its node
+    /// (dialled if there is none).
+    pub fn ref_from_wire<A: RemoteAgent>(
+        wire: WireRef,
+        scope: &(dyn std::any::Any + Send + Sync),
+    ) -> Result<ActorRef<A>, String> {
+        let node = scope
+            .downcast_ref::<RefScope>()
+            .and_then(|s| s.node.upgrade())
+            .ok_or("references can only be received by a running node")?;
+        let protocol = A::protocol();
+        if wire.fingerprint != protocol.fingerprint() {
+            return Err(format!(
+                "a reference to another kind of agent than `{}`",
+                protocol.name()
+            ));
+        }
+        let id = Identifier::from_bytes(wire.node);
+        if id == node.identity.identifier() {
+            if wire.incarnation != node.incarnation {
+                return Err("a reference to an agent of an earlier run of this node".into());
+            }
+            let export = node
+                .export_in(wire.slot)
+                .filter(|e| same_secret(e.token(), wire.token))
+                .ok_or("a reference to an agent this node no longer exports")?;
+            let export = export
+                .as_any()
+                .downcast_ref::<Export<A>>()
+                .ok_or("a reference to another kind of agent")?;
+            return Ok(export.agent.clone());
+        }
+        let peer = node.peer_for(id, &wire.addr, wire.incarnation)?;
+        Ok(ActorRef::from_remote(Box::new(RemoteRef::<A> {
+            id: peer.id_for(wire.slot),
+            peer,
+            slot: wire.slot,
+            token: wire.token,
+            name: format!("a `{}` sent by reference", protocol.name()),
+            scope: node.scope(),
+            _agent: std::marker::PhantomData,
+        })))
     }
 }

@@ -588,6 +588,8 @@ pub(crate) struct Peer {
     waiters: Mutex<Vec<Waker>>,
     /// This node's watches of the node's exports, by slot.
     downs: Mutex<HashMap<u32, DownState>>,
+    /// The id each of the node's exports has here (references to one agent are equal).
+    ids: Mutex<HashMap<u32, actor_core::ActorId>>,
     /// The node's watches of this node's exports (one task each, by slot).
     pub(crate) monitored: Mutex<std::collections::HashSet<u32>>,
 }
@@ -612,21 +614,54 @@ impl std::fmt::Debug for Peer {
 impl Peer {
     /// A session with `link`'s node, carried by `link`.
     pub(crate) fn new(link: &std::sync::Arc<Link>, hello: &Hello) -> std::sync::Arc<Peer> {
-        let peer = std::sync::Arc::new(Peer {
-            id: link.peer,
-            incarnation: hello.incarnation,
-            addr: hello.addr,
-            link: parking_lot::RwLock::new(Some(link.clone())),
-            lost: AtomicBool::new(false),
-            waiters: Mutex::new(Vec::new()),
-            downs: Mutex::new(HashMap::new()),
-            monitored: Mutex::new(std::collections::HashSet::new()),
-        });
-        peer.adopt(link);
+        let peer = Peer::connecting(link.peer, hello.incarnation, hello.addr);
+        peer.switch_to(link);
         if link.is_closed() {
             peer.lose();
         }
         peer
+    }
+
+    /// A session with a node this node is still dialling (a reference to one of its
+    /// agents arrived): messages wait for the link, within the usual bounds.
+    pub(crate) fn connecting(
+        id: Identifier,
+        incarnation: u64,
+        addr: std::net::SocketAddr,
+    ) -> std::sync::Arc<Peer> {
+        std::sync::Arc::new(Peer {
+            id,
+            incarnation,
+            addr,
+            link: parking_lot::RwLock::new(None),
+            lost: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+            downs: Mutex::new(HashMap::new()),
+            ids: Mutex::new(HashMap::new()),
+            monitored: Mutex::new(std::collections::HashSet::new()),
+        })
+    }
+
+    /// The id the export in `slot` has here.
+    pub(crate) fn id_for(&self, slot: u32) -> actor_core::ActorId {
+        *self
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(slot)
+            .or_insert_with(actor_core::ActorId::fresh)
+    }
+
+    /// Ready once the session has a link (or is lost).
+    pub(crate) fn poll_link(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.is_lost() || self.link.read().is_some() {
+            return Poll::Ready(());
+        }
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 
     /// Makes `link` part of this session without carrying its messages (a duplicate the
@@ -652,6 +687,11 @@ impl Peer {
     pub(crate) fn switch_to(self: &std::sync::Arc<Self>, link: &std::sync::Arc<Link>) {
         *self.link.write() = Some(link.clone());
         self.adopt(link);
+        // Senders waiting for a link (the session was connecting) go on.
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(PoisonError::into_inner));
+        for w in waiters {
+            w.wake();
+        }
     }
 
     pub(crate) fn is_lost(&self) -> bool {
