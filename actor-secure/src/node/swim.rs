@@ -369,3 +369,6 @@ mod tests {
         codec.decode_member(&again[..]).unwrap();
     }
 }
+
+#[cfg(test)]
+mod sim;
