@@ -13,7 +13,7 @@ mod swim;
 
 pub use swim::MembershipConfig;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -1254,14 +1254,69 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// Writes what the outbox holds, batch by batch, with keepalives when quiet.
+/// A large link message going out in pieces.
+struct InPieces {
+    id: u64,
+    msg: Vec<u8>,
+    sent: usize,
+    /// The agent it is for (a call or cast), whose later messages wait behind it.
+    target: Option<u32>,
+    /// Messages for the same agent queued after it, sent once it is out.
+    after: Vec<Vec<u8>>,
+}
+
+/// The agent a call or cast is for.
+fn target_of(msg: &[u8]) -> Option<u32> {
+    link::decode(msg)
+        .ok()
+        .filter(|f| matches!(f.kind, Kind::Call | Kind::Cast))
+        .map(|f| f.slot)
+}
+
+/// Sends `msg` now, or starts it in pieces, or queues it behind the message in pieces
+/// for the same agent (order per agent is kept; other messages go past).
+async fn send_or_split(
+    writer: &mut ChannelWriter<TcpStream>,
+    large: &mut VecDeque<InPieces>,
+    next_id: &mut u64,
+    msg: Vec<u8>,
+) -> Result<(), ChannelError> {
+    let target = target_of(&msg);
+    if let Some(ahead) = target.and_then(|t| large.iter_mut().rev().find(|l| l.target == Some(t))) {
+        ahead.after.push(msg);
+        return Ok(());
+    }
+    if msg.len() <= link::PIECE {
+        return writer.feed(&msg).await;
+    }
+    *next_id += 1;
+    large.push_back(InPieces {
+        id: *next_id,
+        msg,
+        sent: 0,
+        target,
+        after: Vec::new(),
+    });
+    Ok(())
+}
+
+/// Writes what the outbox holds, batch by batch, with keepalives when quiet. Large
+/// messages go one piece per round, between the small ones.
 async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
     let _closes = CloseOnDrop(link.clone());
+    let mut large: VecDeque<InPieces> = VecDeque::new();
+    let mut next_id = 0u64;
     let result: Result<(), ChannelError> = async {
         loop {
             let ready = link.outbox.ready.notified();
-            let (batch, closed) = link.outbox.take();
-            if batch.is_empty() {
+            // With enough large messages in pieces, the outbox waits (and so, when it
+            // fills, its senders): memory stays bounded.
+            let (batch, closed) = if large.len() < link::MAX_IN_PIECES {
+                link.outbox.take()
+            } else {
+                (Vec::new(), false)
+            };
+            if batch.is_empty() && large.is_empty() {
                 if closed {
                     return writer.close().await;
                 }
@@ -1276,8 +1331,32 @@ async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
                 }
                 continue;
             }
-            for msg in &batch {
-                writer.feed(msg).await?;
+            for msg in batch {
+                send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+            }
+            // One piece of each large message per round.
+            let mut i = 0;
+            while i < large.len() {
+                let piece = {
+                    let l = &mut large[i];
+                    let end = (l.sent + link::PIECE).min(l.msg.len());
+                    let last = end == l.msg.len();
+                    let mut piece = link::encode(Kind::Fragment, l.id, 0, 1 + end - l.sent);
+                    piece.push(u8::from(last));
+                    piece.extend_from_slice(&l.msg[l.sent..end]);
+                    l.sent = end;
+                    piece
+                };
+                writer.feed(&piece).await?;
+                if large[i].sent == large[i].msg.len() {
+                    if let Some(done) = large.remove(i) {
+                        for msg in done.after {
+                            send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                        }
+                    }
+                } else {
+                    i += 1;
+                }
             }
             writer.flush().await?;
         }
@@ -1293,15 +1372,42 @@ async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
 async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: Weak<Inner>) {
     let _closes = CloseOnDrop(link.clone());
     let mut hello = false;
+    // Large messages arriving in pieces: (pieces so far, when the first came).
+    let mut partial: HashMap<u64, (Vec<u8>, Instant)> = HashMap::new();
+    let mut whole: Option<bytes::Bytes> = None;
+    let pieces_within = node
+        .upgrade()
+        .map_or(Duration::from_secs(60), |n| n.channel.message_timeout);
     let reason = loop {
-        let msg = match reader.recv().await {
-            Ok(msg) => msg,
-            Err(e) => break e.to_string(),
+        let from_pieces = whole.is_some();
+        let msg = match whole.take() {
+            Some(msg) => msg,
+            None => {
+                // A message left in pieces must be completed in time.
+                let oldest = partial.values().map(|(_, since)| *since).min();
+                let deadline = oldest.and_then(|t| t.checked_add(pieces_within));
+                let received = match deadline {
+                    Some(deadline) => tokio::select! {
+                        r = reader.recv() => r,
+                        () = tokio::time::sleep_until(deadline.into()) => {
+                            break "a message in pieces was not completed in time".into();
+                        }
+                    },
+                    None => reader.recv().await,
+                };
+                match received {
+                    Ok(msg) => msg,
+                    Err(e) => break e.to_string(),
+                }
+            }
         };
         let frame = match link::decode(&msg) {
             Ok(frame) => frame,
             Err(e) => break format!("undecodable link message: {e:?}"),
         };
+        if from_pieces && frame.kind == Kind::Fragment {
+            break "a piece inside a message in pieces".into();
+        }
         let Some(node) = node.upgrade() else {
             break "node shut down".into();
         };
@@ -1326,6 +1432,26 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
             }
             // The peer sends no more requests here: close once our side is done too.
             Kind::Retire => node.spawn(close_when_quiet(link.clone())),
+            Kind::Fragment => {
+                let Some((&last, piece)) = frame.payload.split_first() else {
+                    break "an empty piece".into();
+                };
+                if !partial.contains_key(&frame.id) && partial.len() >= link::MAX_IN_PIECES {
+                    break "too many messages in pieces at once".into();
+                }
+                let (so_far, _) = partial
+                    .entry(frame.id)
+                    .or_insert_with(|| (Vec::new(), Instant::now()));
+                if so_far.len() + piece.len() > link.max_message {
+                    break "a message in pieces over the size limit".into();
+                }
+                so_far.extend_from_slice(piece);
+                match last {
+                    0 => {}
+                    1 => whole = partial.remove(&frame.id).map(|(m, _)| bytes::Bytes::from(m)),
+                    _ => break "a piece with a bad flag".into(),
+                }
+            }
             Kind::Monitor => {
                 let token = frame
                     .payload
@@ -1825,35 +1951,46 @@ struct RemoteRef<A: RemoteAgent> {
 }
 
 impl<A: RemoteAgent> RemoteRef<A> {
-    /// Encodes the envelope as a link message (registering its reply); `None` when it
+    /// Serializes a message into a link message with room for its header, outside any
+    /// lock: a large message must not hold up other senders while it is encoded.
+    fn serialize(&self, msg: &A::Msg) -> Result<Vec<u8>, String> {
+        let mut out = vec![0u8; link::HEADER_LEN];
+        // An agent exported by sending a reference is reached with its secret first.
+        if self.token != 0 {
+            out.extend_from_slice(&self.token.to_le_bytes());
+        }
+        with_ref_scope(self.scope.clone(), || rmp_serde::encode::write(&mut out, msg))
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    /// Answers a call whose message could not be encoded (a cast is dropped, with a
+    /// warning).
+    fn unencodable(&self, env: Envelope<A>, e: &str) {
+        tracing::warn!(agent = %self.name, error = %e, "node: a message could not be encoded");
+        if let Some(tx) = env.reply {
+            let _ = tx.send(Err(CallError::Remote(format!(
+                "the message could not be encoded: {e}"
+            ))));
+        }
+    }
+
+    /// Finishes a serialized message for `link` (registering its reply); `None` when it
     /// cannot be sent (the caller has been answered with the reason).
     ///
     /// A message over the link's size limit is refused here, so that it never reaches
     /// the channel (where it would end the link for everyone): a call gets
     /// `CallError::Remote` saying so, a cast is given back (`Err`).
-    fn encode(&self, link: &Link, env: Envelope<A>) -> Result<Option<Vec<u8>>, Envelope<A>> {
-        // An agent exported by sending a reference is reached with its secret first.
-        let mut body = if self.token == 0 {
-            Vec::new()
-        } else {
-            self.token.to_le_bytes().to_vec()
-        };
-        let encoded = with_ref_scope(self.scope.clone(), || {
-            rmp_serde::encode::write(&mut body, &env.msg)
-        });
-        if let Err(e) = encoded {
-            tracing::warn!(agent = %self.name, error = %e, "node: a message could not be encoded");
-            if let Some(tx) = env.reply {
-                let _ = tx.send(Err(CallError::Remote(format!(
-                    "the message could not be encoded: {e}"
-                ))));
-            }
-            return Ok(None);
-        }
-        if link::HEADER_LEN + body.len() > link.max_message {
+    fn finish(
+        &self,
+        link: &Link,
+        env: Envelope<A>,
+        mut out: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, Envelope<A>> {
+        if out.len() > link.max_message {
             let why = format!(
                 "a message of {} bytes is over the link's limit of {} bytes",
-                link::HEADER_LEN + body.len(),
+                out.len(),
                 link.max_message
             );
             tracing::warn!(agent = %self.name, "node: {why}");
@@ -1872,22 +2009,35 @@ impl<A: RemoteAgent> RemoteRef<A> {
             },
             None => (Kind::Cast, 0),
         };
-        let mut out = link::encode(kind, id, self.slot, body.len());
-        out.extend_from_slice(&body);
+        out[..link::HEADER_LEN].copy_from_slice(&link::encode(kind, id, self.slot, 0));
         Ok(Some(out))
     }
 
-    /// Encodes the envelope in `slot` for the outbox; a refused envelope goes back into
-    /// `slot`.
-    fn encode_from(&self, link: &Link, slot: &mut Option<Envelope<A>>) -> Option<Vec<u8>> {
-        let env = slot.take()?;
-        match self.encode(link, env) {
-            Ok(out) => out,
-            Err(env) => {
-                *slot = Some(env);
-                None
-            }
-        }
+    /// Pushes a serialized message onto `link`'s outbox if there is room now. Gives
+    /// back what was not sent.
+    fn push_now(
+        &self,
+        link: Option<&Arc<Link>>,
+        env: Envelope<A>,
+        out: Vec<u8>,
+    ) -> (Result<(), Refused>, Option<Envelope<A>>) {
+        let mut pending = Some((env, out));
+        let pushed = match link {
+            Some(link) => link.outbox.try_push_with(|| {
+                let (env, out) = pending.take()?;
+                match self.finish(link, env, out) {
+                    Ok(msg) => msg,
+                    Err(env) => {
+                        pending = Some((env, Vec::new()));
+                        None
+                    }
+                }
+            }),
+            None if self.peer.is_lost() => Err(Refused::Closed),
+            // Still dialling its node: as a full queue.
+            None => Err(Refused::Full),
+        };
+        (pushed, pending.map(|(env, _)| env))
     }
 }
 
@@ -1901,14 +2051,15 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
     }
 
     fn try_push(&self, env: Envelope<A>) -> Result<(), (Envelope<A>, bool)> {
-        let mut slot = Some(env);
-        let pushed = self.peer.with_link(|link| match link {
-            Some(link) => link.outbox.try_push_with(|| self.encode_from(link, &mut slot)),
-            None if self.peer.is_lost() => Err(Refused::Closed),
-            // Still dialling its node: as a full queue.
-            None => Err(Refused::Full),
-        });
-        match (pushed, slot.take()) {
+        let out = match self.serialize(&env.msg) {
+            Ok(out) => out,
+            Err(e) => {
+                self.unencodable(env, &e);
+                return Ok(());
+            }
+        };
+        let (pushed, left) = self.peer.with_link(|link| self.push_now(link, env, out));
+        match (pushed, left) {
             (_, None) => Ok(()),
             (Err(Refused::Full), Some(env)) => Err((env, true)),
             // Closed, or a cast over the size limit.
@@ -1921,22 +2072,43 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
         cx: &mut Context<'_>,
         slot: &mut Option<Envelope<A>>,
     ) -> Poll<Result<(), Envelope<A>>> {
-        let pushed = self.peer.with_link(|link| match link {
-            Some(link) => link.outbox.poll_push_with(cx, || self.encode_from(link, slot)),
+        // Wait for room first, so that a message is encoded once it can go.
+        let room = self.peer.with_link(|link| match link {
+            Some(link) => link.outbox.poll_room(cx),
             None if self.peer.is_lost() => Poll::Ready(Err(Refused::Closed)),
             None => Poll::Pending,
         });
-        if pushed.is_pending() && self.peer.link().is_none() && self.peer.poll_link(cx).is_ready() {
-            // The link came (or the session was lost) meanwhile: try again now.
-            cx.waker().wake_by_ref();
+        match room {
+            Poll::Pending => {
+                if self.peer.link().is_none() && self.peer.poll_link(cx).is_ready() {
+                    // The link came (or the session was lost) meanwhile: try again now.
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(_)) => return Poll::Ready(slot.take().map_or(Ok(()), Err)),
+            Poll::Ready(Ok(())) => {}
         }
-        match pushed {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(_) => match slot.take() {
-                // Closed, or a cast over the size limit.
-                Some(env) => Poll::Ready(Err(env)),
-                None => Poll::Ready(Ok(())),
-            },
+        let Some(env) = slot.take() else {
+            return Poll::Ready(Ok(()));
+        };
+        let out = match self.serialize(&env.msg) {
+            Ok(out) => out,
+            Err(e) => {
+                self.unencodable(env, &e);
+                return Poll::Ready(Ok(()));
+            }
+        };
+        match self.peer.with_link(|link| self.push_now(link, env, out)) {
+            (_, None) => Poll::Ready(Ok(())),
+            // Another sender took the room meanwhile: wait again.
+            (Err(Refused::Full), Some(env)) => {
+                *slot = Some(env);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            // Closed, or a cast over the size limit.
+            (_, Some(env)) => Poll::Ready(Err(env)),
         }
     }
 

@@ -48,7 +48,17 @@ pub(crate) enum Kind {
     Monitor = 10,
     /// The export in `slot` stopped for good; payload a [`RemoteStop`].
     Down = 11,
+    /// A piece of a large link message, so that it does not hold back the small ones
+    /// behind it: `id` names the message; payload a byte (1: the last piece) and the
+    /// piece. The pieces put together are a whole link message.
+    Fragment = 12,
 }
+
+/// Link messages longer than this go in pieces of this size.
+pub(crate) const PIECE: usize = 64 * 1024;
+
+/// How many large messages may be in pieces at once, each way on a link.
+pub(crate) const MAX_IN_PIECES: usize = 4;
 
 impl Kind {
     fn from_byte(b: u8) -> Option<Kind> {
@@ -64,6 +74,7 @@ impl Kind {
             9 => Kind::Retire,
             10 => Kind::Monitor,
             11 => Kind::Down,
+            12 => Kind::Fragment,
             _ => return None,
         })
     }
@@ -298,6 +309,22 @@ impl Outbox {
             state.queue.push_back(msg);
             drop(state);
             self.ready.notify_one();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Ready when there is room (or the outbox is closed: `Err`); otherwise the waker
+    /// is told when there may be.
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<Result<(), Refused>> {
+        let mut state = self.lock();
+        if state.closed {
+            return Poll::Ready(Err(Refused::Closed));
+        }
+        if state.queue.len() >= state.capacity {
+            if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiters.push(cx.waker().clone());
+            }
+            return Poll::Pending;
         }
         Poll::Ready(Ok(()))
     }
