@@ -130,8 +130,20 @@ async fn child() {
         .start(&system)
         .await
         .expect("node starts");
-    node.export(env("TROUPE_NAME"), &system.spawn(Counter::default()))
-        .expect("export");
+    let counter = system.spawn(Counter::default());
+    node.export(env("TROUPE_NAME"), &counter).expect("export");
+    let group = env("TROUPE_GROUP");
+    if !group.is_empty() {
+        node.join_group(group.clone(), &counter).expect("join");
+        let node = node.clone();
+        tokio::spawn(async move {
+            // Says when it sees the whole group (the parent's member too).
+            while node.group_members::<Counter>(&group).len() < env("TROUPE_EXPECT").parse().unwrap_or(3) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            println!("GROUP {}", node.group_members::<Counter>(&group).len());
+        });
+    }
     let directory = env("TROUPE_NAME").replace("counter", "dir");
     node.export(directory, &system.spawn(Directory::default()))
         .expect("export");
@@ -252,6 +264,7 @@ struct Spec<'a> {
     expect: usize,
     find: String,
     traffic: bool,
+    group: String,
 }
 
 impl ChildNode {
@@ -265,6 +278,7 @@ impl ChildNode {
             .env("TROUPE_EXPECT", spec.expect.to_string())
             .env("TROUPE_FIND", &spec.find)
             .env("TROUPE_TRAFFIC", if spec.traffic { "1" } else { "" })
+            .env("TROUPE_GROUP", &spec.group)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -355,6 +369,7 @@ fn spec<'a>(keys: &'a Keys, i: usize, seed: &Node, expect: usize) -> Spec<'a> {
         expect,
         find: String::new(),
         traffic: false,
+        group: String::new(),
     }
 }
 
@@ -435,6 +450,61 @@ async fn references_travel_in_messages_and_replies_across_three_nodes() {
 
     // Outside of a message to another node, a reference does not serialize.
     assert!(rmp_serde::to_vec(&mine).is_err());
+    seed.shutdown().await;
+}
+
+async fn groups_span_the_cluster_and_lose_the_members_of_a_lost_node() {
+    let keys = Keys::new(3);
+    let system = System::new();
+    let seed = seed_node(&system, &keys).await;
+    let mine = system.spawn(Counter::default());
+    seed.join_group("workers", &mine).expect("join");
+    let children: Vec<_> = (1..3)
+        .map(|i| {
+            ChildNode::start(&Spec {
+                group: "workers".into(),
+                ..spec(&keys, i, &seed, 3)
+            })
+        })
+        .collect();
+    members_reach(&seed, 3, Duration::from_secs(10)).await;
+    // Joins on the other nodes become visible here.
+    let started = Instant::now();
+    let mut workers = seed.group_members::<Counter>("workers");
+    while workers.len() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} members",
+            workers.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        workers = seed.group_members::<Counter>("workers");
+    }
+    println!(
+        "    a group of 3 members on 3 nodes after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(workers[0], mine, "this node's members first");
+    for w in &workers {
+        assert_eq!(w.add(1).await, Ok(1), "every member answers");
+    }
+    // ...and this node's join is visible there: each child sees 3 members.
+    for child in &children {
+        assert_eq!(child.expect("GROUP", Duration::from_secs(10)), "3");
+    }
+    // Members on a lost node leave the group.
+    let mut children = children;
+    let victim = children.pop().expect("a child");
+    let killed = Instant::now();
+    drop(victim);
+    while seed.group_members::<Counter>("workers").len() != 2 {
+        assert!(killed.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("    the lost node's member left after {:?}", killed.elapsed());
+    // A member that leaves is gone from the group.
+    seed.leave_group("workers", &mine);
+    assert_eq!(seed.group_members::<Counter>("workers").len(), 1);
     seed.shutdown().await;
 }
 
@@ -586,10 +656,14 @@ fn main() {
     }
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 6] = [
         ("nodes_join_through_a_seed_and_find_each_others_agents", || {
             Box::pin(nodes_join_through_a_seed_and_find_each_others_agents())
         }),
+        (
+            "groups_span_the_cluster_and_lose_the_members_of_a_lost_node",
+            || Box::pin(groups_span_the_cluster_and_lose_the_members_of_a_lost_node()),
+        ),
         (
             "references_travel_in_messages_and_replies_across_three_nodes",
             || Box::pin(references_travel_in_messages_and_replies_across_three_nodes()),

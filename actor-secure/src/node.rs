@@ -38,7 +38,9 @@ use crate::identifier::Identifier;
 use crate::identity::Identity;
 use crate::listener::{ListenerConfig, SecureListener};
 use crate::trust::TrustPolicy;
-use link::{Failure, Hello, Kind, Link, LookupAnswer, LookupRequest, Peer, Refused, RemoteStop, Waiting};
+use link::{
+    Failure, GroupNews, Hello, Kind, Link, LookupAnswer, LookupRequest, Peer, Refused, RemoteStop, Waiting,
+};
 use swim::{Effect, MemberId, Swim};
 
 /// Why a node could not start, export or look up.
@@ -302,7 +304,8 @@ impl NodeBuilder {
             exports: Mutex::new(Exports::default()),
             links: Mutex::new(Links::default()),
             tasks: Mutex::new(JoinSet::new()),
-            _system: system.clone(),
+            system: system.clone(),
+            groups: Mutex::new(SharedGroups::default()),
         });
         let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
         let weak = Arc::downgrade(&inner);
@@ -385,7 +388,21 @@ struct Inner {
     exports: Mutex<Exports>,
     links: Mutex<Links>,
     tasks: Mutex<JoinSet<()>>,
-    _system: System,
+    system: System,
+    /// Cluster-wide groups.
+    groups: Mutex<SharedGroups>,
+}
+
+/// Cluster-wide groups: this node's members, as other nodes are told of them, and
+/// other nodes' members, as they told this one.
+#[derive(Default)]
+struct SharedGroups {
+    /// (group, agent) -> the agent's wire name.
+    local: HashMap<(String, ActorId), WireRef>,
+    /// This node's agents whose end is watched (to leave their groups).
+    watched: std::collections::HashSet<ActorId>,
+    /// Other nodes' members: (group, wire name), by node.
+    remote: HashMap<Identifier, Vec<(String, WireRef)>>,
 }
 
 impl fmt::Debug for Inner {
@@ -499,6 +516,25 @@ impl Inner {
                 }
                 let peer = Peer::new(link, hello);
                 links.by_peer.insert(link.peer, peer);
+                // The new session learns this node's group members.
+                let news: Vec<Vec<u8>> = {
+                    let groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+                    groups
+                        .local
+                        .iter()
+                        .map(|((group, _), wire)| group_message(true, group, wire))
+                        .collect()
+                };
+                if !news.is_empty() {
+                    let link = link.clone();
+                    self.spawn(async move {
+                        for msg in news {
+                            if link.outbox.push(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
             }
         }
         Ok(())
@@ -819,6 +855,44 @@ impl Inner {
         });
     }
 
+    /// Tells every node this one has a session with.
+    fn tell_all(&self, msg: Vec<u8>) {
+        let links: Vec<_> = {
+            let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+            links.by_peer.values().filter_map(|p| p.link()).collect()
+        };
+        for link in links {
+            let msg = msg.clone();
+            self.spawn(async move {
+                let _ = link.outbox.push(msg).await;
+            });
+        }
+    }
+
+    /// Takes another node's group news from `link`; `Err` ends the link.
+    fn group_news(&self, link: &Link, payload: &[u8]) -> Result<(), &'static str> {
+        let news = rmp_serde::from_slice::<GroupNews>(payload).map_err(|_| "undecodable group news")?;
+        if news.member.node != *link.peer.as_bytes() {
+            return Err("group news about another node's agent");
+        }
+        let mut groups = self.groups.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = groups.remote.entry(link.peer).or_default();
+        // Entries of an earlier run of that node are over.
+        entries.retain(|(_, w)| w.incarnation >= news.member.incarnation);
+        let same = |(g, w): &(String, WireRef)| *g == news.group && w.slot == news.member.slot;
+        if news.join {
+            if !entries.iter().any(same) {
+                if entries.len() >= link::MAX_GROUP_ENTRIES {
+                    return Err("too many group memberships");
+                }
+                entries.push((news.group, news.member));
+            }
+        } else {
+            entries.retain(|e| !same(e));
+        }
+        Ok(())
+    }
+
     /// Takes a membership packet from `link`; `Err` ends the link.
     fn membership_packet(self: &Arc<Self>, link: &Link, payload: &[u8]) -> Result<(), &'static str> {
         let Some(sender) = swim::claimed_sender(payload) else {
@@ -1078,6 +1152,112 @@ impl Node {
                 addr: m.addr,
             }));
         });
+        members
+    }
+
+    /// Adds `agent` (an agent of this node) to the cluster-wide group `group`: every
+    /// node of the cluster sees it in [`Node::group_members`], and in this node's
+    /// `System`, `system.members` too. It leaves when it stops, when
+    /// [`Node::leave_group`] is called, and for the other nodes when this node is lost.
+    /// A member is reachable by every node this one trusts, as a reference sent to them
+    /// would be.
+    pub fn join_group<A: RemoteAgent>(
+        &self,
+        group: impl Into<String>,
+        agent: &ActorRef<A>,
+    ) -> Result<(), actor_core::RegistryError> {
+        let group = group.into();
+        self.inner.system.join(group.clone(), agent)?;
+        let scope = self.inner.scope();
+        let wire = refs::ref_to_wire(agent, &*scope).map_err(|_| actor_core::RegistryError::AgentStopped)?;
+        let fresh_watch = {
+            let mut groups = self.inner.groups.lock().unwrap_or_else(PoisonError::into_inner);
+            groups.local.insert((group.clone(), agent.id()), wire.clone());
+            groups.watched.insert(agent.id())
+        };
+        self.inner.tell_all(group_message(true, &group, &wire));
+        if fresh_watch {
+            // When the agent stops for good, it leaves its groups everywhere.
+            let node = Arc::downgrade(&self.inner);
+            let agent = agent.clone();
+            self.inner.spawn(async move {
+                actor_core::__private::exit_reason(&agent).await;
+                let Some(node) = node.upgrade() else {
+                    return;
+                };
+                let gone: Vec<_> = {
+                    let mut groups = node.groups.lock().unwrap_or_else(PoisonError::into_inner);
+                    groups.watched.remove(&agent.id());
+                    let keys: Vec<_> = groups
+                        .local
+                        .keys()
+                        .filter(|(_, id)| *id == agent.id())
+                        .cloned()
+                        .collect();
+                    keys.into_iter()
+                        .filter_map(|key| groups.local.remove(&key).map(|wire| (key.0, wire)))
+                        .collect()
+                };
+                for (group, wire) in gone {
+                    node.tell_all(group_message(false, &group, &wire));
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes `agent` from the cluster-wide group `group`; true when it was a member.
+    pub fn leave_group<A: RemoteAgent>(&self, group: &str, agent: &ActorRef<A>) -> bool {
+        let was = self.inner.system.leave(group, agent);
+        let wire = self
+            .inner
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .local
+            .remove(&(group.to_owned(), agent.id()));
+        if let Some(wire) = &wire {
+            self.inner.tell_all(group_message(false, group, wire));
+        }
+        was || wire.is_some()
+    }
+
+    /// The members of the cluster-wide group `group` that are agents of type `A`: this
+    /// node's first, then those of the other nodes it has a session with (members on a
+    /// lost node are left out).
+    pub fn group_members<A: RemoteAgent>(&self, group: &str) -> Vec<ActorRef<A>> {
+        let mut members = self.inner.system.members::<A>(group);
+        let fingerprint = A::protocol().fingerprint();
+        let candidates: Vec<WireRef> = {
+            let live: std::collections::HashMap<Identifier, u64> = {
+                let links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
+                links
+                    .by_peer
+                    .iter()
+                    .filter(|(_, p)| !p.is_lost())
+                    .map(|(id, p)| (*id, p.incarnation))
+                    .collect()
+            };
+            let mut groups = self.inner.groups.lock().unwrap_or_else(PoisonError::into_inner);
+            // Members of lost sessions, or of earlier runs of their node, are gone.
+            groups.remote.retain(|node, entries| {
+                entries.retain(|(_, w)| live.get(node) == Some(&w.incarnation));
+                !entries.is_empty()
+            });
+            groups
+                .remote
+                .values()
+                .flatten()
+                .filter(|(g, w)| g == group && w.fingerprint == fingerprint)
+                .map(|(_, w)| w.clone())
+                .collect()
+        };
+        let scope = self.inner.scope();
+        members.extend(
+            candidates
+                .into_iter()
+                .filter_map(|wire| refs::ref_from_wire::<A>(wire, &*scope).ok()),
+        );
         members
     }
 
@@ -1452,6 +1632,11 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                     _ => break "a piece with a bad flag".into(),
                 }
             }
+            Kind::Group => {
+                if let Err(why) = node.group_news(&link, frame.payload) {
+                    break why.into();
+                }
+            }
             Kind::Monitor => {
                 let token = frame
                     .payload
@@ -1543,6 +1728,19 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
     };
     tracing::debug!(peer = %link.peer, %reason, "node: link closed");
     link.close();
+}
+
+/// A group join or leave as a link message.
+fn group_message(join: bool, group: &str, member: &WireRef) -> Vec<u8> {
+    let news = GroupNews {
+        join,
+        group: group.to_owned(),
+        member: member.clone(),
+    };
+    let body = rmp_serde::to_vec(&news).unwrap_or_default();
+    let mut out = link::encode(Kind::Group, 0, 0, body.len());
+    out.extend_from_slice(&body);
+    out
 }
 
 /// Compares two secrets in time that does not depend on where they differ.

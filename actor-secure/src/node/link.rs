@@ -52,6 +52,20 @@ pub(crate) enum Kind {
     /// behind it: `id` names the message; payload a byte (1: the last piece) and the
     /// piece. The pieces put together are a whole link message.
     Fragment = 12,
+    /// One of the sender's agents joined or left a cluster-wide group; payload a
+    /// [`GroupNews`].
+    Group = 13,
+}
+
+/// How many group memberships one node may announce to another.
+pub(crate) const MAX_GROUP_ENTRIES: usize = 65_536;
+
+/// A join or a leave, as it crosses the link; the member must be the sender's agent.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct GroupNews {
+    pub(crate) join: bool,
+    pub(crate) group: String,
+    pub(crate) member: actor_core::__private::WireRef,
 }
 
 /// Link messages longer than this go in pieces of this size.
@@ -75,6 +89,7 @@ impl Kind {
             10 => Kind::Monitor,
             11 => Kind::Down,
             12 => Kind::Fragment,
+            13 => Kind::Group,
             _ => return None,
         })
     }
@@ -855,6 +870,7 @@ mod tests {
             let _ = rmp_serde::from_slice::<Failure>(&bytes);
             let _ = rmp_serde::from_slice::<Hello>(&bytes);
             let _ = rmp_serde::from_slice::<RemoteStop>(&bytes);
+            let _ = rmp_serde::from_slice::<GroupNews>(&bytes);
         }
     }
 
