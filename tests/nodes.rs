@@ -77,6 +77,22 @@ impl Other {
     }
 }
 
+/// A local agent that links itself to a remote one, then crashes.
+#[derive(Default)]
+pub struct Linker;
+
+#[agent]
+impl Linker {
+    #[handle]
+    fn link_to(&mut self, target: ActorRef<Counter>, ctx: &mut Context<Self>) {
+        ctx.link(&target);
+    }
+    #[handle]
+    fn crash(&self) {
+        panic!("the linker crashes on purpose")
+    }
+}
+
 /// A local agent that watches a remote one.
 #[derive(Default)]
 pub struct Watcher {
@@ -291,6 +307,36 @@ async fn a_remote_agent_that_stops_fires_monitors_with_its_reason() {
     node.shutdown().await;
 }
 
+async fn a_link_to_a_remote_agent_carries_exits_both_ways() {
+    let me = Identity::generate();
+    let child = ChildNode::start(&me);
+    let system = System::new();
+    let _quiet = troupe::quiet_agent_panics();
+    let node = parent_node(&system, me).await;
+    let temp = node.lookup::<Counter>("temp", child.addr).await.expect("lookup");
+    let watcher = system.spawn(Watcher::default());
+    watcher.watch(temp.clone()).await.expect("watch");
+    let linker = system.spawn(Linker);
+    linker.link_to(temp.clone()).await.expect("call");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The local agent crashes: the remote agent it is linked to stops too.
+    assert!(matches!(linker.crash().await, Err(CallError::Panicked(_))));
+    let mut downs = Vec::new();
+    for _ in 0..250 {
+        downs = watcher.downs().await.expect("call");
+        if !downs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        downs,
+        vec![StopReason::Error("a linked agent on its node crashed".into())]
+    );
+    assert!(!temp.is_alive());
+    node.shutdown().await;
+}
+
 async fn lookups_fail_clearly() {
     let me = Identity::generate();
     let child = ChildNode::start(&me);
@@ -383,7 +429,7 @@ fn main() {
     }
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-    let tests: [(&str, Test); 7] = [
+    let tests: [(&str, Test); 8] = [
         (
             "calls_casts_and_timeouts",
             || Box::pin(calls_casts_and_timeouts()),
@@ -397,6 +443,9 @@ fn main() {
         ),
         ("a_remote_agent_that_stops_fires_monitors_with_its_reason", || {
             Box::pin(a_remote_agent_that_stops_fires_monitors_with_its_reason())
+        }),
+        ("a_link_to_a_remote_agent_carries_exits_both_ways", || {
+            Box::pin(a_link_to_a_remote_agent_carries_exits_both_ways())
         }),
         ("lookups_fail_clearly", || Box::pin(lookups_fail_clearly())),
         ("an_untrusted_node_cannot_reach_anything", || {

@@ -90,6 +90,10 @@ pub trait RemoteTarget<A: Agent>: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// How the node layer names this agent on the wire.
     fn wire(&self) -> crate::protocol::WireRef;
+    /// The local agent `from` linked itself to this agent: its node is told.
+    fn link_from(&self, from: ActorId);
+    /// The local agent `from`, linked to this agent, ended with `reason`.
+    fn linked_exit(&self, from: ActorId, reason: crate::StopReason);
 }
 
 /// The untyped core of a reference; generated clients wrap it. Not for direct use.

@@ -123,10 +123,24 @@ impl<A: Agent> Context<A> {
     ///
     /// For an agent on another node, the link fires when the agent ends there (with its
     /// reason) or when the link to its node is lost (with [`StopReason::NodeLost`]); the
-    /// remote agent does not learn of this agent's exits.
+    /// other way, the remote agent gets this instance's exit, and `NodeLost` should this
+    /// node be lost.
     pub fn link<B: Agent>(&mut self, other: &ActorRef<B>) {
         if let Some(remote) = other.remote() {
             self.watch_remote(remote.clone(), other.id(), true);
+            // The other way: its node learns of this instance's end (and, should this
+            // node be lost, it learns that too).
+            let me = self.id();
+            remote.link_from(me);
+            let tell_remote = remote.clone();
+            let tell: crate::link::RemoteExit =
+                Arc::new(move |from, reason| tell_remote.linked_exit(from, reason));
+            let _ = self.cell().watch(Watch {
+                cell: Weak::<crate::cell::Cell<A>>::new(),
+                generation: self.generation,
+                link: true,
+                remote: Some(tell),
+            });
             return;
         }
         let me = self.cell().clone();
@@ -137,6 +151,7 @@ impl<A: Agent> Context<A> {
             cell: me_weak,
             generation: self.generation,
             link: true,
+            remote: None,
         };
         match them.watch(theirs) {
             Ok(()) => {
@@ -144,6 +159,7 @@ impl<A: Agent> Context<A> {
                     cell: them_weak,
                     generation: them.generation(),
                     link: true,
+                    remote: None,
                 };
                 // Our own mailbox is open: we are running.
                 let _ = me.watch(mine);
@@ -176,6 +192,7 @@ impl<A: Agent> Context<A> {
             cell: Arc::downgrade(&me) as Weak<dyn AnyCell>,
             generation: self.generation,
             link: false,
+            remote: None,
         };
         if let Err(reason) = other.cell().watch(watch) {
             me.deliver(Signal::Down {

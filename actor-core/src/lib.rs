@@ -56,6 +56,22 @@ pub mod __private {
     pub use crate::protocol::{with_ref_scope, WireRef};
     pub use crate::request::{deliver, ReplyRx};
 
+    /// Delivers the exit of a linked agent on another node (`from` stands for it here)
+    /// to the current instance of a local agent, as a local link would.
+    pub fn signal_exit<A: crate::Agent>(
+        agent: &crate::ActorRef<A>,
+        from: crate::ActorId,
+        reason: crate::StopReason,
+    ) {
+        if let Some(cell) = agent.local_cell() {
+            cell.deliver(crate::mailbox::Signal::Exit {
+                from,
+                reason,
+                generation: cell.generation(),
+            });
+        }
+    }
+
     /// The wire name of a reference to an agent on another node (`None` for a local one).
     pub fn remote_wire<A: crate::Agent>(agent: &crate::ActorRef<A>) -> Option<WireRef> {
         agent.remote().map(|r| r.wire())

@@ -37,11 +37,21 @@ pub(crate) struct Watch {
     pub(crate) generation: u32,
     /// A link (instance-scoped, both ways) rather than a monitor.
     pub(crate) link: bool,
+    /// For a link to an agent on another node: tells its node instead of a cell.
+    pub(crate) remote: Option<RemoteExit>,
 }
+
+/// Tells another node that the watched instance ended (the other end of a link to an
+/// agent there).
+pub(crate) type RemoteExit = std::sync::Arc<dyn Fn(ActorId, StopReason) + Send + Sync>;
 
 /// Tells every watcher that `id` ended with `reason`.
 pub(crate) fn notify(id: ActorId, reason: &StopReason, watchers: Vec<Watch>) {
     for w in watchers {
+        if let Some(tell) = &w.remote {
+            tell(id, reason.clone());
+            continue;
+        }
         if let Some(cell) = w.cell.upgrade() {
             let signal = if w.link {
                 crate::mailbox::Signal::Exit {

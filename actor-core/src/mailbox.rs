@@ -672,6 +672,7 @@ mod tests {
             cell: std::sync::Weak::<crate::cell::Cell<NoAgent>>::new(),
             generation: 0,
             link: false,
+            remote: None,
         };
         assert_eq!(mb.watch(late).unwrap_err(), StopReason::Normal);
     }

@@ -487,7 +487,11 @@ impl Inner {
     /// the other once nothing is in flight on it.
     fn attach(&self, link: &Arc<Link>, hello: &Hello) -> Result<(), &'static str> {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        let existing = links.by_peer.get(&link.peer).filter(|p| !p.is_lost()).cloned();
+        let mut existing = links.by_peer.get(&link.peer).filter(|p| !p.is_lost()).cloned();
+        // A session whose link has just closed (and is being marked lost) is over.
+        if let Some(old) = existing.take_if(|p| p.link().is_some_and(|l| l.is_closed())) {
+            old.lose();
+        }
         match existing {
             // This node was dialling it (a reference to one of its agents arrived).
             Some(peer) if peer.incarnation == hello.incarnation && peer.link().is_none() => {
@@ -548,7 +552,7 @@ impl Inner {
         links
             .by_peer
             .get(&id)
-            .filter(|p| !p.is_lost() && p.link().is_some())
+            .filter(|p| !p.is_lost() && p.link().is_some_and(|l| !l.is_closed()))
             .cloned()
     }
 
@@ -853,6 +857,52 @@ impl Inner {
                 let _ = link.outbox.push(out).await;
             }
         });
+    }
+
+    /// An agent of the peer on `link` linked itself to the export in `slot`: its exit,
+    /// or the peer's loss, will reach the export's agent as a linked agent's exit.
+    fn link_in(&self, link: &Link, slot: u32, payload: &[u8]) -> Result<(), &'static str> {
+        let (token, from) = link_payload(payload).ok_or("a malformed link")?;
+        let Some(peer) = link.session() else {
+            return Ok(());
+        };
+        let Some(export) = self
+            .export_in(slot)
+            .filter(|e| e.token() == 0 || same_secret(e.token(), token))
+        else {
+            return Ok(());
+        };
+        let mut linked = peer.linked_in.lock().unwrap_or_else(PoisonError::into_inner);
+        if !linked.contains_key(&(slot, from)) && linked.len() >= link::MAX_LINKS_IN {
+            return Err("too many links");
+        }
+        // The linked agent, as the export's agent sees it.
+        let stands_for = ActorId::fresh();
+        linked.insert(
+            (slot, from),
+            Box::new(move |reason| export.exit_signal(stands_for, reason)),
+        );
+        Ok(())
+    }
+
+    /// The peer's agent linked to the export in `slot` ended.
+    fn link_exit(&self, link: &Link, slot: u32, payload: &[u8]) -> Result<(), &'static str> {
+        let (_, from) = link_payload(payload).ok_or("a malformed link exit")?;
+        let stop =
+            rmp_serde::from_slice::<RemoteStop>(&payload[16..]).map_err(|_| "an undecodable link exit")?;
+        let Some(peer) = link.session() else {
+            return Ok(());
+        };
+        // Only links this node recorded (which checked the export's secret).
+        let deliver = peer
+            .linked_in
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(slot, from));
+        if let Some(deliver) = deliver {
+            deliver(stop.into_reason());
+        }
+        Ok(())
     }
 
     /// Tells every node this one has a session with.
@@ -1632,6 +1682,16 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                     _ => break "a piece with a bad flag".into(),
                 }
             }
+            Kind::Link => {
+                if let Err(why) = node.link_in(&link, frame.slot, frame.payload) {
+                    break why.into();
+                }
+            }
+            Kind::LinkExit => {
+                if let Err(why) = node.link_exit(&link, frame.slot, frame.payload) {
+                    break why.into();
+                }
+            }
             Kind::Group => {
                 if let Err(why) = node.group_news(&link, frame.payload) {
                     break why.into();
@@ -1730,6 +1790,13 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
     link.close();
 }
 
+/// The secret and the linking agent's id at the start of a link or link exit.
+fn link_payload(payload: &[u8]) -> Option<(u64, u64)> {
+    let (token, rest) = payload.split_first_chunk::<8>()?;
+    let (from, _) = rest.split_first_chunk::<8>()?;
+    Some((u64::from_le_bytes(*token), u64::from_le_bytes(*from)))
+}
+
 /// A group join or leave as a link message.
 fn group_message(join: bool, group: &str, member: &WireRef) -> Vec<u8> {
     let news = GroupNews {
@@ -1776,6 +1843,8 @@ async fn send_failure(link: &Link, id: u64, failure: &Failure) {
 /// An exported agent, type-erased.
 trait Exported: Send + Sync {
     fn protocol(&self) -> &Protocol;
+    /// Delivers a linked agent's exit (`from` stands for it here).
+    fn exit_signal(&self, from: ActorId, reason: actor_core::StopReason);
     /// The secret a message must carry (0: none, a named export).
     fn token(&self) -> u64;
     fn as_any(&self) -> &dyn std::any::Any;
@@ -1838,6 +1907,10 @@ impl<A: RemoteAgent> Exported for Export<A> {
 
     fn token(&self) -> u64 {
         self.token
+    }
+
+    fn exit_signal(&self, from: ActorId, reason: actor_core::StopReason) {
+        actor_core::__private::signal_exit(&self.agent, from, reason);
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
@@ -2211,6 +2284,17 @@ impl<A: RemoteAgent> RemoteRef<A> {
         Ok(Some(out))
     }
 
+    /// Sends a control message (a link, an exit) once the session has a link.
+    fn send_control(&self, msg: Vec<u8>) {
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            std::future::poll_fn(|cx| peer.poll_link(cx)).await;
+            if let Some(link) = peer.link() {
+                let _ = link.outbox.push(msg).await;
+            }
+        });
+    }
+
     /// Pushes a serialized message onto `link`'s outbox if there is room now. Gives
     /// back what was not sent.
     fn push_now(
@@ -2325,6 +2409,22 @@ impl<A: RemoteAgent> RemoteTarget<A> for RemoteRef<A> {
             });
         }
         down
+    }
+
+    fn link_from(&self, from: ActorId) {
+        let mut msg = link::encode(Kind::Link, 0, self.slot, 16);
+        msg.extend_from_slice(&self.token.to_le_bytes());
+        msg.extend_from_slice(&from.as_u64().to_le_bytes());
+        self.send_control(msg);
+    }
+
+    fn linked_exit(&self, from: ActorId, reason: actor_core::StopReason) {
+        let stop = rmp_serde::to_vec(&RemoteStop::from_reason(&reason)).unwrap_or_default();
+        let mut msg = link::encode(Kind::LinkExit, 0, self.slot, 16 + stop.len());
+        msg.extend_from_slice(&self.token.to_le_bytes());
+        msg.extend_from_slice(&from.as_u64().to_le_bytes());
+        msg.extend_from_slice(&stop);
+        self.send_control(msg);
     }
 
     fn wire(&self) -> WireRef {

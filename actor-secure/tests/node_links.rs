@@ -364,3 +364,62 @@ async fn a_message_or_reply_over_the_size_limit_fails_alone_and_the_link_lives()
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// Links itself to a remote agent on request.
+#[derive(Debug, Default)]
+pub struct Linker;
+
+#[agent]
+impl Linker {
+    #[handle]
+    fn link_to(&mut self, target: ActorRef<Store>, ctx: &mut Context<Self>) {
+        ctx.link(&target);
+    }
+}
+
+/// Records the notices it gets.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    downs: Vec<StopReason>,
+}
+
+#[agent]
+impl Recorder {
+    #[handle]
+    fn watch(&mut self, target: ActorRef<Store>, ctx: &mut Context<Self>) {
+        ctx.monitor(&target);
+    }
+    #[handle]
+    fn downs(&self) -> Vec<StopReason> {
+        self.downs.clone()
+    }
+    #[on_down]
+    fn down(&mut self, down: Down) {
+        self.downs.push(down.reason);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_linked_from_a_node_that_is_lost_gets_the_loss_as_an_exit() {
+    let system = System::new();
+    let (a, b, store_here) = pair(&system).await;
+    let recorder = system.spawn(Recorder::default());
+    recorder.watch(store_here.clone()).await.unwrap();
+    let store = b.lookup::<Store>("store", a.addr()).await.expect("lookup");
+    let linker = system.spawn(Linker);
+    linker.link_to(store).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Node b goes away: the agent on node a that b's agent linked to gets NodeLost as
+    // its linked partner's exit, and (not trapping exits) stops.
+    b.shutdown().await;
+    let mut downs = Vec::new();
+    for _ in 0..250 {
+        downs = recorder.downs().await.unwrap();
+        if !downs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(downs.as_slice(), [StopReason::Linked(_)]), "{downs:?}");
+    a.shutdown().await;
+}

@@ -55,7 +55,18 @@ pub(crate) enum Kind {
     /// One of the sender's agents joined or left a cluster-wide group; payload a
     /// [`GroupNews`].
     Group = 13,
+    /// An agent of the sender linked itself to the export in `slot`; payload the
+    /// export's secret (8) and the sender's id for that agent (8).
+    Link = 14,
+    /// That linked agent ended; payload as for `Link`, then a [`RemoteStop`].
+    LinkExit = 15,
 }
+
+/// How many links into this node's agents one node may hold.
+pub(crate) const MAX_LINKS_IN: usize = 65_536;
+
+/// Delivers a linked remote agent's exit to the local agent it is linked to.
+pub(crate) type LinkedIn = Box<dyn Fn(actor_core::StopReason) + Send>;
 
 /// How many group memberships one node may announce to another.
 pub(crate) const MAX_GROUP_ENTRIES: usize = 65_536;
@@ -90,6 +101,8 @@ impl Kind {
             11 => Kind::Down,
             12 => Kind::Fragment,
             13 => Kind::Group,
+            14 => Kind::Link,
+            15 => Kind::LinkExit,
             _ => return None,
         })
     }
@@ -634,6 +647,8 @@ pub(crate) struct Peer {
     ids: Mutex<HashMap<u32, actor_core::ActorId>>,
     /// The node's watches of this node's exports (one task each, by slot).
     pub(crate) monitored: Mutex<std::collections::HashSet<u32>>,
+    /// The node's agents linked to this node's exports: (slot, their id there).
+    pub(crate) linked_in: Mutex<HashMap<(u32, u64), LinkedIn>>,
 }
 
 /// A watch of one export on the other node.
@@ -681,6 +696,7 @@ impl Peer {
             downs: Mutex::new(HashMap::new()),
             ids: Mutex::new(HashMap::new()),
             monitored: Mutex::new(std::collections::HashSet::new()),
+            linked_in: Mutex::new(HashMap::new()),
         })
     }
 
@@ -764,6 +780,11 @@ impl Peer {
         let downs = std::mem::take(&mut *self.downs.lock().unwrap_or_else(PoisonError::into_inner));
         for w in downs.into_values().flat_map(|d| d.waiters) {
             w.wake();
+        }
+        // Agents linked to its agents get the node's loss as their exit.
+        let linked = std::mem::take(&mut *self.linked_in.lock().unwrap_or_else(PoisonError::into_inner));
+        for deliver in linked.into_values() {
+            deliver(actor_core::StopReason::NodeLost);
         }
         if let Some(link) = link {
             link.close();
