@@ -423,3 +423,91 @@ async fn an_agent_linked_from_a_node_that_is_lost_gets_the_loss_as_an_exit() {
     assert!(matches!(downs.as_slice(), [StopReason::Linked(_)]), "{downs:?}");
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_keeps_serving_while_a_trusted_peer_floods_it_with_garbage_and_oversized_frames() {
+    let system = System::new();
+    let (hostile_identity, ia, ib) = (
+        Arc::new(Identity::generate()),
+        Identity::generate(),
+        Identity::generate(),
+    );
+    let (ida, idb) = (ia.identifier(), ib.identifier());
+    let a = node(
+        &system,
+        ia,
+        TrustPolicy::allow([hostile_identity.identifier(), idb]),
+    )
+    .await;
+    let b = node(&system, ib, TrustPolicy::allow([ida])).await;
+    a.export("store", &system.spawn(Store::default()))
+        .unwrap()
+        .policy("true")
+        .unwrap();
+    let target = a.addr();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four flooders, each opening link after link: garbage, then a 2 MiB message (over
+    // the node's 1 MiB limit). They run on a thread and runtime of their own, as an
+    // attacker would on its own machine.
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, identity) = (stop.clone(), hostile_identity.clone());
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let mut links = 0u32;
+                    let big = actor_secure::ChannelConfig::default().max_message_size(4 << 20);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let Ok(tcp) = TcpStream::connect(target).await else {
+                            continue;
+                        };
+                        let Ok(mut ch) =
+                            SecureChannel::initiate_with(tcp, &identity, TrustPolicy::allow([ida]), &big)
+                                .await
+                        else {
+                            continue;
+                        };
+                        links += 1;
+                        let _ = ch.send(&[0xEE; 64]).await;
+                        let _ = ch.send(&vec![0u8; 2 << 20]).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(2), ch.recv()).await;
+                    }
+                    links
+                })
+            })
+        })
+        .collect();
+    let store = b.lookup::<Store>("store", a.addr()).await.expect("lookup");
+    // Honest calls for three seconds, under the flood.
+    let started = std::time::Instant::now();
+    let mut calls = 0;
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(3) {
+        let one = std::time::Instant::now();
+        let n = store
+            .put(format!("honest {calls}"))
+            .timeout(Duration::from_secs(5))
+            .await;
+        calls += 1;
+        assert_eq!(n, Ok(calls), "honest call {calls} is served");
+        slowest = slowest.max(one.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut hostile = 0;
+    for f in flooders {
+        hostile += f.join().unwrap();
+    }
+    println!(
+        "{calls} honest calls in 3 s (slowest {slowest:?}) while {hostile} hostile links were opened and dropped"
+    );
+    assert!(hostile > 20, "the flood really ran ({hostile} links)");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "no honest call waited long: {slowest:?}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}
