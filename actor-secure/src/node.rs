@@ -438,6 +438,9 @@ struct Links {
     dialing: HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
 }
 
+/// Two links opened within this long of each other count as opened at the same time.
+const SIMULTANEOUS: Duration = Duration::from_secs(2);
+
 /// How long a retired duplicate link may take to finish what is in flight on it.
 const RETIRE_WITHIN: Duration = Duration::from_secs(60);
 
@@ -470,6 +473,7 @@ impl Inner {
         let hello = Hello {
             incarnation: self.incarnation,
             addr: self.addr,
+            fresh: self.session_with_peer(peer).is_none(),
         };
         let body = rmp_serde::to_vec(&hello).unwrap_or_default();
         let mut first = link::encode(Kind::Hello, 0, 0, body.len());
@@ -488,8 +492,19 @@ impl Inner {
     fn attach(&self, link: &Arc<Link>, hello: &Hello) -> Result<(), &'static str> {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         let mut existing = links.by_peer.get(&link.peer).filter(|p| !p.is_lost()).cloned();
-        // A session whose link has just closed (and is being marked lost) is over.
-        if let Some(old) = existing.take_if(|p| p.link().is_some_and(|l| l.is_closed())) {
+        // A session whose link has just closed (and is being marked lost) is over. So is
+        // one whose link is stale: the other node had no working link with us when it
+        // opened this one, and ours was not opened at the same moment (a connection that
+        // broke without us noticing).
+        let stale = |p: &Arc<Peer>| {
+            p.link().is_some_and(|l| {
+                l.is_closed()
+                    || (hello.fresh
+                        && p.incarnation == hello.incarnation
+                        && l.opened.elapsed() > SIMULTANEOUS)
+            })
+        };
+        if let Some(old) = existing.take_if(|p| stale(p)) {
             old.lose();
         }
         match existing {
@@ -547,8 +562,21 @@ impl Inner {
     /// The live session with the node `expect`, or with the node that answered at
     /// `addr` when this node dialled it.
     fn session_with(&self, addr: SocketAddr, expect: Option<Identifier>) -> Option<Arc<Peer>> {
+        let id = match expect {
+            Some(id) => id,
+            None => *self
+                .links
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .by_addr
+                .get(&addr)?,
+        };
+        self.session_with_peer(id)
+    }
+
+    /// The live session with node `id` that has a working link.
+    fn session_with_peer(&self, id: Identifier) -> Option<Arc<Peer>> {
         let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = expect.or_else(|| links.by_addr.get(&addr).copied())?;
         links
             .by_peer
             .get(&id)

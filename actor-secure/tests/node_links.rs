@@ -511,3 +511,89 @@ async fn a_node_keeps_serving_while_a_trusted_peer_floods_it_with_garbage_and_ov
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A proxy whose `cut` ends the client's side of every connection but keeps the
+/// server's side open and silent: the server is left with a half-open link.
+async fn half_open_proxy(target: SocketAddr) -> (SocketAddr, Arc<tokio::sync::Notify>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = Arc::new(tokio::sync::Notify::new());
+    let cutter = cut.clone();
+    tokio::spawn(async move {
+        let mut graveyard = Vec::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((client, _)) = accepted else { return };
+                    let Ok(server) = TcpStream::connect(target).await else { continue };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let (c1, c2) = (cutter.clone(), cutter.clone());
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        loop {
+                            tokio::select! {
+                                () = c1.notified() => return sw,
+                                n = cr.read(&mut buf) => match n {
+                                    Ok(n) if n > 0 => { if sw.write_all(&buf[..n]).await.is_err() { return sw; } }
+                                    _ => return sw,
+                                },
+                            }
+                        }
+                    });
+                    let down = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        loop {
+                            tokio::select! {
+                                () = c2.notified() => return sr,
+                                n = sr.read(&mut buf) => match n {
+                                    Ok(n) if n > 0 => { if cw.write_all(&buf[..n]).await.is_err() { return sr; } }
+                                    _ => return sr,
+                                },
+                            }
+                        }
+                    });
+                    graveyard.push((up, down));
+                }
+            }
+        }
+    });
+    (addr, cut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_left_half_open_gives_way_to_the_new_one() {
+    let system = System::new();
+    // The node with the smaller identifier would keep its old link in a tie-break.
+    let (mut ia, mut ib) = (Identity::generate(), Identity::generate());
+    if ia.identifier() > ib.identifier() {
+        std::mem::swap(&mut ia, &mut ib);
+    }
+    let (ida, idb) = (ia.identifier(), ib.identifier());
+    let a = node(&system, ia, TrustPolicy::allow([idb])).await;
+    let b = node(&system, ib, TrustPolicy::allow([ida])).await;
+    let store_here = system.spawn(Store::default());
+    a.export("store", &store_here).unwrap().policy("true").unwrap();
+    let (via, cut) = half_open_proxy(a.addr()).await;
+    let store = b.lookup::<Store>("store", via).await.expect("lookup");
+    assert_eq!(store.put("one".into()).await, Ok(1));
+    // b's side of the connection ends; a's stays open and silent.
+    cut.notify_waiters();
+    tokio::time::timeout(Duration::from_secs(5), store.stopped())
+        .await
+        .expect("b notices its link is gone");
+    // Later, b connects again (directly): a must drop its stale link for the new one.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let again = b.lookup::<Store>("store", a.addr()).await.expect("a new link");
+    for n in 2..=20 {
+        assert_eq!(
+            again.put(format!("{n}")).await,
+            Ok(n),
+            "calls work on the new link"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(again.put("last".into()).await, Ok(21), "and it is not retired");
+    b.shutdown().await;
+    a.shutdown().await;
+}

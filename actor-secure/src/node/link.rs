@@ -155,6 +155,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
 pub(crate) struct Hello {
     pub(crate) incarnation: u64,
     pub(crate) addr: std::net::SocketAddr,
+    /// The sender had no working link with the receiver when it opened this one (so
+    /// any link the receiver still has with it is stale).
+    pub(crate) fresh: bool,
 }
 
 /// Why an exported agent stopped, as it crosses the link.
@@ -408,6 +411,8 @@ pub(crate) struct Link {
     closed: AtomicBool,
     /// Whether this node dialled the link (the tie-break between two links to one node).
     pub(crate) dialled: bool,
+    /// When the link was set up.
+    pub(crate) opened: std::time::Instant,
     /// The other node as references see it; told when this link closes.
     peer_state: Mutex<std::sync::Weak<Peer>>,
     /// Calls from the peer running here now (bounded: when none is free, the reader
@@ -462,6 +467,7 @@ impl Link {
             max_message,
             closed: AtomicBool::new(false),
             dialled,
+            opened: std::time::Instant::now(),
             peer_state: Mutex::new(std::sync::Weak::new()),
             attached: Notify::new(),
             inbound: std::sync::Arc::new(tokio::sync::Semaphore::new(max_inbound)),
