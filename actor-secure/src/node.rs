@@ -379,8 +379,9 @@ struct Inner {
     incarnation: u64,
     /// Membership; `None` once the node has shut down.
     swim: Mutex<Option<Swim>>,
-    /// When dialling a member last failed (dials back off for a second).
-    dial_failed: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Members this node could not dial: when it may try again, and how many times in
+    /// a row it failed (the wait doubles from 100 ms up to 5 s).
+    dial_failed: Mutex<HashMap<[u8; 32], (Instant, u32)>>,
     /// Handles the references inside this node's messages (see `refs`).
     ref_scope: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
     /// Membership packets and bytes this node has sent.
@@ -436,6 +437,14 @@ struct Links {
     by_addr: HashMap<SocketAddr, Identifier>,
     /// One dial at a time per address.
     dialing: HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// How long to wait before dialling a member again after `failures` failed dials in a
+/// row: 100 ms, doubling, at most 5 s.
+fn redial_after(failures: u32) -> Duration {
+    Duration::from_millis(100)
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(Duration::from_secs(5))
 }
 
 /// Two links opened within this long of each other count as opened at the same time.
@@ -824,7 +833,7 @@ impl Inner {
             let failed = self.dial_failed.lock().unwrap_or_else(PoisonError::into_inner);
             if failed
                 .get(&to.node)
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+                .is_some_and(|(retry, _)| Instant::now() < *retry)
             {
                 return;
             }
@@ -835,17 +844,22 @@ impl Inner {
                 return;
             };
             match node.link_to(to.addr, Some(id)).await {
-                Ok(peer) => peer.with_link(|link| {
-                    if let Some(link) = link {
-                        let _ = link.outbox.try_push_with(|| Some(out));
-                    }
-                }),
-                Err(e) => {
-                    tracing::debug!(target: "troupe::cluster", node = %id, error = %e, "could not reach a member");
+                Ok(peer) => {
                     node.dial_failed
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .insert(to.node, Instant::now());
+                        .remove(&to.node);
+                    peer.with_link(|link| {
+                        if let Some(link) = link {
+                            let _ = link.outbox.try_push_with(|| Some(out));
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(target: "troupe::cluster", node = %id, error = %e, "could not reach a member");
+                    let mut failed = node.dial_failed.lock().unwrap_or_else(PoisonError::into_inner);
+                    let times = failed.get(&to.node).map_or(0, |(_, n)| *n).saturating_add(1);
+                    failed.insert(to.node, (Instant::now() + redial_after(times), times));
                 }
             }
         });
@@ -2576,5 +2590,16 @@ pub(crate) mod refs {
             scope: node.scope(),
             _agent: std::marker::PhantomData,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redials_back_off_from_100_ms_to_5_s() {
+        let waits: Vec<_> = (1..=8).map(|n| redial_after(n).as_millis()).collect();
+        assert_eq!(waits, vec![100, 200, 400, 800, 1600, 3200, 5000, 5000]);
     }
 }

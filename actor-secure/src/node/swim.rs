@@ -61,8 +61,8 @@ impl foca::Identity for MemberId {
     }
 }
 
-/// How the cluster notices a dead node. The defaults detect a silent node in about 3 s
-/// (1 s probes, 2 s of suspicion); a node whose process dies is noticed sooner, when its
+/// How the cluster notices a dead node. The defaults detect a silent node in about 3.5 s
+/// (1 s probes, 1.5 s of suspicion); a node whose process dies is noticed sooner, when its
 /// links close.
 #[derive(Clone, Debug)]
 pub struct MembershipConfig {
@@ -79,7 +79,7 @@ impl Default for MembershipConfig {
         MembershipConfig {
             probe_period: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(300),
-            suspect_timeout: Duration::from_secs(2),
+            suspect_timeout: Duration::from_millis(1500),
             gossip_interval: Duration::from_millis(200),
             announce_interval: Duration::from_secs(10),
             max_members: 4096,
@@ -102,7 +102,7 @@ impl MembershipConfig {
     }
 
     /// How long a member that missed a probe is suspected before it is declared down
-    /// (default 2 s): the time it has to refute the suspicion.
+    /// (default 1.5 s): the time it has to refute the suspicion.
     pub fn suspect_timeout(mut self, d: Duration) -> Self {
         self.suspect_timeout = d.max(Duration::from_millis(1));
         self
@@ -278,6 +278,22 @@ impl Swim {
 
     /// A timer scheduled earlier fired.
     pub(crate) fn handle_timer(&mut self, timer: Timer<MemberId>) -> Vec<Effect> {
+        // foca 2.0 declares a suspect down when its timer fires even if the suspect has
+        // refuted the suspicion since (and tells it to rejoin): only a member still
+        // suspected at that incarnation goes down.
+        if let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = &timer
+        {
+            let still_suspected = self.foca.iter_membership_state().any(|m| {
+                m.id() == member_id && m.incarnation() == *incarnation && m.state() == foca::State::Suspect
+            });
+            if !still_suspected {
+                return Vec::new();
+            }
+        }
         let _ = self.foca.handle_timer(timer, &mut self.runtime);
         self.effects()
     }
