@@ -447,6 +447,35 @@ fn redial_after(failures: u32) -> Duration {
         .min(Duration::from_secs(5))
 }
 
+/// One dial at a time per address; the entry goes when no one dials that address.
+struct DialGate<'a> {
+    node: &'a Inner,
+    addr: SocketAddr,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for DialGate<'_> {
+    fn drop(&mut self) {
+        let mut links = self.node.links.lock().unwrap_or_else(PoisonError::into_inner);
+        // The table's and ours: no one else is dialling or waiting.
+        if links
+            .dialing
+            .get(&self.addr)
+            .is_some_and(|g| Arc::strong_count(g) <= 2)
+        {
+            links.dialing.remove(&self.addr);
+        }
+    }
+}
+
+/// How many nodes this node may be dialling at once because references to their
+/// agents arrived (a peer could otherwise make it dial without end).
+const MAX_CONNECTING: usize = 256;
+
+/// How many distinct agents of one node this node gives an id to (beyond, references
+/// to them still work but do not compare equal).
+const MAX_REMOTE_IDS: usize = 65_536;
+
 /// Two links opened within this long of each other count as opened at the same time.
 const SIMULTANEOUS: Duration = Duration::from_secs(2);
 
@@ -666,6 +695,14 @@ impl Inner {
         let addr: SocketAddr = addr
             .parse()
             .map_err(|_| format!("a reference with a bad node address `{addr}`"))?;
+        let connecting = links
+            .by_peer
+            .values()
+            .filter(|p| !p.is_lost() && p.link().is_none())
+            .count();
+        if connecting >= MAX_CONNECTING {
+            return Err("too many nodes being dialled for references".into());
+        }
         let peer = Peer::connecting(id, incarnation, addr);
         links.by_peer.insert(id, peer.clone());
         drop(links);
@@ -697,11 +734,15 @@ impl Inner {
         if let Some(peer) = self.session_with(addr, expect) {
             return Ok(peer);
         }
-        let gate = {
-            let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-            links.dialing.entry(addr).or_default().clone()
+        let gate = DialGate {
+            node: self,
+            addr,
+            gate: {
+                let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+                links.dialing.entry(addr).or_default().clone()
+            },
         };
-        let _one_dial = gate.lock().await;
+        let _one_dial = gate.gate.lock().await;
         if let Some(peer) = self.session_with(addr, expect) {
             return Ok(peer);
         }
@@ -1397,7 +1438,7 @@ impl Node {
         };
         match rmp_serde::from_slice::<LookupAnswer>(&answer) {
             Ok(LookupAnswer::Found { slot }) => Ok(ActorRef::from_remote(Box::new(RemoteRef::<A> {
-                id: peer.id_for(slot),
+                id: peer.id_for(slot, MAX_REMOTE_IDS),
                 peer,
                 slot,
                 token: 0,
@@ -2582,7 +2623,7 @@ pub(crate) mod refs {
         }
         let peer = node.peer_for(id, &wire.addr, wire.incarnation)?;
         Ok(ActorRef::from_remote(Box::new(RemoteRef::<A> {
-            id: peer.id_for(wire.slot),
+            id: peer.id_for(wire.slot, MAX_REMOTE_IDS),
             peer,
             slot: wire.slot,
             token: wire.token,

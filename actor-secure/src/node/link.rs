@@ -707,13 +707,17 @@ impl Peer {
     }
 
     /// The id the export in `slot` has here.
-    pub(crate) fn id_for(&self, slot: u32) -> actor_core::ActorId {
-        *self
-            .ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(slot)
-            .or_insert_with(actor_core::ActorId::fresh)
+    pub(crate) fn id_for(&self, slot: u32, max: usize) -> actor_core::ActorId {
+        let mut ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = ids.get(&slot) {
+            return *id;
+        }
+        let id = actor_core::ActorId::fresh();
+        // A peer naming ever more agents cannot grow the table without bound.
+        if ids.len() < max {
+            ids.insert(slot, id);
+        }
+        id
     }
 
     /// Ready once the session has a link (or is lost).
@@ -930,6 +934,19 @@ mod tests {
         fn abandoned(&self) -> bool {
             false
         }
+    }
+
+    #[test]
+    fn a_peer_cannot_grow_the_table_of_remote_agent_ids_without_bound() {
+        let peer = Peer::connecting(Identifier::from_bytes([3; 32]), 1, ([127, 0, 0, 1], 1).into());
+        assert_eq!(peer.id_for(1, 2), peer.id_for(1, 2), "one agent, one id");
+        let second = peer.id_for(2, 2);
+        assert_eq!(second, peer.id_for(2, 2));
+        assert_ne!(
+            peer.id_for(3, 2),
+            peer.id_for(3, 2),
+            "beyond the bound, ids are not kept"
+        );
     }
 
     #[test]
