@@ -3,7 +3,9 @@
 mod cipher;
 pub(crate) mod handshake;
 mod resolver;
+pub(crate) mod static_key;
 mod transport;
+pub(crate) mod verified;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,10 +164,14 @@ impl ChannelConfig {
         self
     }
 
-    /// How long our identity's signature over the channel's Noise key is valid (default
-    /// 2 min, at most [`MAX_BINDING_VALIDITY`]). The key is fresh per channel, so this
-    /// only bounds how long a captured handshake payload (or, with a leaked channel key,
-    /// an impersonation) stays usable; it must exceed the clock difference between the
+    /// How long our identity's signature over its Noise static key is valid (default
+    /// 2 min, at most [`MAX_BINDING_VALIDITY`]). This bounds how long a captured handshake
+    /// payload (or, with a leaked static key, an impersonation) stays usable.
+    ///
+    /// The static key and its signature are made once and shared by the identity's
+    /// handshakes until half this validity is left, then replaced (the transport keys are
+    /// fresh for every channel all the same). So a signature we send has between half and
+    /// all of the validity left: half of it must exceed the clock difference between the
     /// two machines.
     pub fn binding_validity(mut self, d: Duration) -> Self {
         self.binding_validity = d.min(MAX_BINDING_VALIDITY);

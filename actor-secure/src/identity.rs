@@ -4,21 +4,27 @@ mod file;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
 pub(crate) use file::write_private_new;
 pub use file::{FileKind, IdentityError, IdentityFileError};
 
+use crate::channel::static_key::{StaticKey, StaticKeyCache};
+use crate::channel::verified::VerifiedBindings;
 use crate::identifier::Identifier;
 use crate::signing::{signed_bytes, Purpose, Signature, SignatureError};
 
 /// An Ed25519 key pair that signs on behalf of a node or an agent.
 ///
 /// The secret key is zeroized when the `Identity` is dropped, and never printed: `Debug`
-/// shows only the [`Identifier`].
+/// shows only the [`Identifier`]. So is the Noise static key that the identity's secure
+/// channels share for a while (see [`ChannelConfig::binding_validity`]).
+///
+/// [`ChannelConfig::binding_validity`]: crate::ChannelConfig::binding_validity
 ///
 /// ```
 /// use actor_secure::Identity;
@@ -31,6 +37,8 @@ use crate::signing::{signed_bytes, Purpose, Signature, SignatureError};
 pub struct Identity {
     signing: SigningKey,
     public: PublicIdentity,
+    static_keys: StaticKeyCache,
+    verified: VerifiedBindings,
 }
 
 impl Identity {
@@ -56,7 +64,12 @@ impl Identity {
     pub fn from_seed(seed: &[u8; 32]) -> Identity {
         let signing = SigningKey::from_bytes(seed);
         let public = PublicIdentity::from_verifying_key(signing.verifying_key());
-        Identity { signing, public }
+        Identity {
+            signing,
+            public,
+            static_keys: StaticKeyCache::default(),
+            verified: VerifiedBindings::default(),
+        }
     }
 
     /// Loads the identity stored at `path`, or creates a new one there if no file exists.
@@ -157,6 +170,20 @@ impl Identity {
         Zeroizing::new(self.signing.to_bytes())
     }
 
+    /// The Noise static key and binding for a secure-channel handshake starting at `now`
+    /// (Unix seconds) with a binding validity of `validity`: shared with this identity's
+    /// other handshakes while more than half of that validity is left (see
+    /// `channel/static_key.rs`).
+    pub(crate) fn static_key(&self, validity: Duration, now: u64) -> Arc<StaticKey> {
+        self.static_keys.get(self, validity, now)
+    }
+
+    /// The peers' bindings this identity's handshakes have verified (see
+    /// `channel/verified.rs`).
+    pub(crate) fn verified_bindings(&self) -> &VerifiedBindings {
+        &self.verified
+    }
+
     /// Signs `body` for `purpose` (see [`crate::signing`]).
     pub(crate) fn sign(&self, purpose: Purpose, body: &[u8]) -> Signature {
         Signature(self.signing.sign(&signed_bytes(purpose, body)).to_bytes())
@@ -187,11 +214,11 @@ impl PublicIdentity {
     /// encodings (a second spelling of a point would give the same key a second
     /// [`Identifier`]).
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicIdentity, SignatureError> {
-        let point = CompressedEdwardsY(*bytes).decompress().ok_or(SignatureError)?;
-        if point.compress().to_bytes() != *bytes {
+        // Decompresses once; `to_edwards` is that point.
+        let key = VerifyingKey::from_bytes(bytes).map_err(|_| SignatureError)?;
+        if key.to_edwards().compress().to_bytes() != *bytes {
             return Err(SignatureError);
         }
-        let key = VerifyingKey::from_bytes(bytes).map_err(|_| SignatureError)?;
         if key.is_weak() {
             return Err(SignatureError);
         }

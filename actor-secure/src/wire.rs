@@ -13,8 +13,10 @@
 //! -> s, se              msg3: 48 + (105 + 16) bytes,      payload = initiator's HandshakePayload
 //! ```
 //!
-//! The Noise static key is fresh for every channel. The payload binds it to the sender's
-//! long-term Ed25519 identity (see [`HandshakePayload`]).
+//! An identity's Noise static key is kept for the channels it opens and accepts while
+//! more than half of its binding's validity is left, then replaced by a fresh one. The
+//! payload binds it to the sender's long-term Ed25519 identity (see
+//! [`HandshakePayload`]); forward secrecy comes from the ephemeral keys (`ee`).
 //!
 //! # Transport
 //!

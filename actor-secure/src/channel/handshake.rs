@@ -1,23 +1,23 @@
 //! The XX handshake: a sans-I/O state machine ([`Initiator`], [`Responder`]) and the async
 //! driver [`run`] that moves its messages over a stream.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use curve25519_dalek::montgomery::MontgomeryPoint;
 use snow::HandshakeState;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 use super::cipher::CipherState;
 use super::resolver::ZeroizingResolver;
+use super::static_key::StaticKey;
+use super::verified::VerifiedBindings;
 use super::ChannelConfig;
 use crate::agent::unix_secs;
 use crate::error::{ChannelError, HandshakeError};
 use crate::identity::{Identity, PublicIdentity};
 use crate::trust::TrustPolicy;
-use crate::wire::{
-    is_low_order_x25519, HandshakePayload, MSG1_LEN, MSG2_LEN, MSG3_LEN, NOISE_PARAMS, PROLOGUE,
-};
+use crate::wire::{is_low_order_x25519, MSG1_LEN, MSG2_LEN, MSG3_LEN, NOISE_PARAMS, PROLOGUE};
 
 /// The outcome of a successful handshake.
 pub(crate) struct Established {
@@ -26,42 +26,44 @@ pub(crate) struct Established {
     pub(crate) recv: CipherState,
 }
 
-/// Key material for one handshake: the per-channel Noise static key (and, for test
-/// vectors only, a fixed ephemeral key).
+/// Key material for one handshake: our identity's current Noise static key and its
+/// binding (shared with its other handshakes, see `static_key.rs`), and, for test vectors
+/// only, a fixed ephemeral key.
 pub(crate) struct Keys {
-    static_private: Zeroizing<[u8; 32]>,
-    static_public: [u8; 32],
+    static_key: Arc<StaticKey>,
     fixed_ephemeral: Option<Zeroizing<[u8; 32]>>,
 }
 
 impl Keys {
-    pub(crate) fn fresh() -> Keys {
-        let mut private = Zeroizing::new([0u8; 32]);
-        if let Err(e) = getrandom::getrandom(private.as_mut()) {
-            panic!("operating system random number generator failed: {e}");
+    /// The identity's current static key for a handshake starting at `now`.
+    pub(crate) fn current(identity: &Identity, validity: Duration, now: u64) -> Keys {
+        Keys {
+            static_key: identity.static_key(validity, now),
+            fixed_ephemeral: None,
         }
-        Keys::from_private(private, None)
     }
 
     #[cfg(test)]
-    pub(crate) fn fixed(static_private: [u8; 32], ephemeral: [u8; 32]) -> Keys {
-        Keys::from_private(Zeroizing::new(static_private), Some(Zeroizing::new(ephemeral)))
-    }
-
-    fn from_private(private: Zeroizing<[u8; 32]>, e: Option<Zeroizing<[u8; 32]>>) -> Keys {
-        let public = MontgomeryPoint::mul_base_clamped(*private).to_bytes();
+    pub(crate) fn fixed(
+        identity: &Identity,
+        static_private: [u8; 32],
+        ephemeral: [u8; 32],
+        expires_at: u64,
+    ) -> Keys {
+        let private = Zeroizing::new(static_private);
         Keys {
-            static_private: private,
-            static_public: public,
-            fixed_ephemeral: e,
+            static_key: Arc::new(StaticKey::from_private(identity, private, expires_at)),
+            fixed_ephemeral: Some(Zeroizing::new(ephemeral)),
         }
     }
 
     fn build(&self, initiator: bool) -> Result<HandshakeState, HandshakeError> {
         let params = NOISE_PARAMS.parse().map_err(|_| HandshakeError::Noise)?;
-        // Our resolver wipes the keys snow copies into its heap blocks (see resolver.rs).
-        let mut builder = snow::Builder::with_resolver(params, Box::new(ZeroizingResolver))
-            .local_private_key(self.static_private.as_ref())
+        // Our resolver wipes the keys snow copies into its heap blocks (see resolver.rs),
+        // and knows the static key's public half, so snow need not compute it again.
+        let resolver = ZeroizingResolver::with_static_key(Arc::clone(&self.static_key));
+        let mut builder = snow::Builder::with_resolver(params, Box::new(resolver))
+            .local_private_key(self.static_key.private())
             .and_then(|b| b.prologue(PROLOGUE))
             .map_err(|_| HandshakeError::Noise)?;
         if let Some(e) = &self.fixed_ephemeral {
@@ -84,31 +86,26 @@ fn key32(bytes: &[u8]) -> Result<[u8; 32], HandshakeError> {
 struct Machine {
     hs: HandshakeState,
     keys: Keys,
-    payload: HandshakePayload,
 }
 
 impl Machine {
-    fn new(
-        identity: &Identity,
-        keys: Keys,
-        expires_at: u64,
-        initiator: bool,
-    ) -> Result<Self, HandshakeError> {
+    fn new(keys: Keys, initiator: bool) -> Result<Self, HandshakeError> {
         let hs = keys.build(initiator)?;
-        let payload = HandshakePayload::sign(identity, &keys.static_public, expires_at);
-        Ok(Machine { hs, keys, payload })
+        Ok(Machine { hs, keys })
     }
 
     fn write(&mut self, with_payload: bool) -> Result<Vec<u8>, HandshakeError> {
-        let payload = if with_payload {
-            self.payload.encode().to_vec()
+        let encoded;
+        let payload: &[u8] = if with_payload {
+            encoded = self.keys.static_key.binding().encode();
+            &encoded
         } else {
-            Vec::new()
+            &[]
         };
         let mut out = vec![0u8; MSG2_LEN.max(MSG3_LEN).max(MSG1_LEN)];
         let n = self
             .hs
-            .write_message(&payload, &mut out)
+            .write_message(payload, &mut out)
             .map_err(|_| HandshakeError::Noise)?;
         out.truncate(n);
         Ok(out)
@@ -126,7 +123,12 @@ impl Machine {
 
     /// Reads msg2 or msg3: decrypts, then binds the payload's identity to the static key
     /// that Noise authenticated.
-    fn read_identity(&mut self, msg: &[u8], now: u64) -> Result<PublicIdentity, HandshakeError> {
+    fn read_identity(
+        &mut self,
+        msg: &[u8],
+        now: u64,
+        verified: &VerifiedBindings,
+    ) -> Result<PublicIdentity, HandshakeError> {
         let mut payload = [0u8; MSG2_LEN];
         let n = self
             .hs
@@ -136,12 +138,20 @@ impl Machine {
         if is_low_order_x25519(&rs) {
             return Err(HandshakeError::WeakKey);
         }
-        if rs == self.keys.static_public {
-            return Err(HandshakeError::Reflected);
+        // Decodes and verifies the binding (its signature only the first time we see it).
+        let peer = verified.check(&payload[..n], &rs, now)?;
+        let ours = &self.keys.static_key;
+        if rs == *ours.public() {
+            // Only our identity holds this key (its handshakes share it), so the peer is
+            // ourselves: a loop back, maybe through a relay. Claiming another identity
+            // for our key is a reflection.
+            return Err(if peer == *ours.binding().identity() {
+                HandshakeError::SelfConnection
+            } else {
+                HandshakeError::Reflected
+            });
         }
-        let payload = HandshakePayload::decode(&payload[..n]).map_err(HandshakeError::BadPayload)?;
-        payload.verify(&rs, now)?;
-        Ok(*payload.identity())
+        Ok(peer)
     }
 
     fn finish(mut self, peer: PublicIdentity, initiator: bool) -> Established {
@@ -163,20 +173,26 @@ impl Machine {
 pub(crate) struct Initiator(Machine);
 
 impl Initiator {
-    pub(crate) fn new(identity: &Identity, keys: Keys, expires_at: u64) -> Result<Self, HandshakeError> {
-        Machine::new(identity, keys, expires_at, true).map(Initiator)
+    pub(crate) fn new(keys: Keys) -> Result<Self, HandshakeError> {
+        Machine::new(keys, true).map(Initiator)
     }
 
     pub(crate) fn write_msg1(&mut self) -> Result<Vec<u8>, HandshakeError> {
         self.0.write(false)
     }
 
-    pub(crate) fn read_msg2(&mut self, msg: &[u8], now: u64) -> Result<PublicIdentity, HandshakeError> {
+    /// Reads msg2; `verified` is our identity's memory of peers' bindings.
+    pub(crate) fn read_msg2(
+        &mut self,
+        msg: &[u8],
+        now: u64,
+        verified: &VerifiedBindings,
+    ) -> Result<PublicIdentity, HandshakeError> {
         if msg.len() != MSG2_LEN {
             return Err(HandshakeError::BadLength);
         }
         Machine::check_clear_ephemeral(msg)?;
-        self.0.read_identity(msg, now)
+        self.0.read_identity(msg, now, verified)
     }
 
     pub(crate) fn write_msg3(&mut self) -> Result<Vec<u8>, HandshakeError> {
@@ -192,8 +208,8 @@ impl Initiator {
 pub(crate) struct Responder(Machine);
 
 impl Responder {
-    pub(crate) fn new(identity: &Identity, keys: Keys, expires_at: u64) -> Result<Self, HandshakeError> {
-        Machine::new(identity, keys, expires_at, false).map(Responder)
+    pub(crate) fn new(keys: Keys) -> Result<Self, HandshakeError> {
+        Machine::new(keys, false).map(Responder)
     }
 
     pub(crate) fn read_msg1(&mut self, msg: &[u8]) -> Result<(), HandshakeError> {
@@ -217,11 +233,17 @@ impl Responder {
         self.0.write(true)
     }
 
-    pub(crate) fn read_msg3(&mut self, msg: &[u8], now: u64) -> Result<PublicIdentity, HandshakeError> {
+    /// Reads msg3; `verified` is our identity's memory of peers' bindings.
+    pub(crate) fn read_msg3(
+        &mut self,
+        msg: &[u8],
+        now: u64,
+        verified: &VerifiedBindings,
+    ) -> Result<PublicIdentity, HandshakeError> {
         if msg.len() != MSG3_LEN {
             return Err(HandshakeError::BadLength);
         }
-        self.0.read_identity(msg, now)
+        self.0.read_identity(msg, now, verified)
     }
 
     pub(crate) fn finish(self, peer: PublicIdentity) -> Established {
@@ -300,14 +322,13 @@ pub(crate) async fn run<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let validity = config.binding_validity.min(super::MAX_BINDING_VALIDITY);
-    let expires_at = || now().saturating_add(validity.as_secs());
+    let validity = config.binding_validity;
     let work = async {
         if initiator {
-            let mut m = Initiator::new(identity, Keys::fresh(), expires_at())?;
+            let mut m = Initiator::new(Keys::current(identity, validity, now()))?;
             write_msg(io, &m.write_msg1()?).await?;
             let msg2 = read_msg(io, MSG2_LEN).await?;
-            let peer = m.read_msg2(&msg2, now())?;
+            let peer = m.read_msg2(&msg2, now(), identity.verified_bindings())?;
             admit(&peer, identity, policy)?;
             write_msg(io, &m.write_msg3()?).await?;
             Ok(m.finish(peer))
@@ -319,11 +340,11 @@ where
                 Some(gate) => Some(gate().ok_or(ChannelError::Busy)?),
                 None => None,
             };
-            let mut m = Responder::new(identity, Keys::fresh(), expires_at())?;
+            let mut m = Responder::new(Keys::current(identity, validity, now()))?;
             m.read_msg1(&msg1)?;
             write_msg(io, &m.write_msg2()?).await?;
             let msg3 = read_msg(io, MSG3_LEN).await?;
-            let peer = m.read_msg3(&msg3, now())?;
+            let peer = m.read_msg3(&msg3, now(), identity.verified_bindings())?;
             admit(&peer, identity, policy)?;
             Ok(m.finish(peer))
         }
@@ -362,14 +383,14 @@ mod tests {
     async fn transcript_with_fixed_keys_matches_the_golden_vector() {
         let alice = Identity::from_seed(&[0xa1; 32]);
         let bob = Identity::from_seed(&[0xb0; 32]);
-        let mut i = Initiator::new(&alice, Keys::fixed([0x11; 32], [0x12; 32]), EXPIRES).unwrap();
-        let mut r = Responder::new(&bob, Keys::fixed([0x21; 32], [0x22; 32]), EXPIRES).unwrap();
+        let mut i = Initiator::new(Keys::fixed(&alice, [0x11; 32], [0x12; 32], EXPIRES)).unwrap();
+        let mut r = Responder::new(Keys::fixed(&bob, [0x21; 32], [0x22; 32], EXPIRES)).unwrap();
         let msg1 = i.write_msg1().unwrap();
         r.read_msg1(&msg1).unwrap();
         let msg2 = r.write_msg2().unwrap();
-        let bob_pub = i.read_msg2(&msg2, NOW).unwrap();
+        let bob_pub = i.read_msg2(&msg2, NOW, alice.verified_bindings()).unwrap();
         let msg3 = i.write_msg3().unwrap();
-        let alice_pub = r.read_msg3(&msg3, NOW).unwrap();
+        let alice_pub = r.read_msg3(&msg3, NOW, bob.verified_bindings()).unwrap();
         assert_eq!(bob_pub.identifier(), bob.identifier());
         assert_eq!(alice_pub.identifier(), alice.identifier());
         let a = i.finish(bob_pub);

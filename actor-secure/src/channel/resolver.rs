@@ -1,8 +1,8 @@
 //! A snow [`CryptoResolver`] for our one suite (`25519_ChaChaPoly_BLAKE2s`) whose
 //! primitives keep their secrets in memory that is wiped when it is dropped.
 //!
-//! snow 0.10's default resolver zeroizes nothing: the Noise static private key (fresh per
-//! channel, but signed by our identity for [`ChannelConfig::binding_validity`]), the
+//! snow 0.10's default resolver zeroizes nothing: the Noise static private key (signed
+//! by our identity for [`ChannelConfig::binding_validity`]), the
 //! ephemeral key and the handshake cipher key stayed in freed heap blocks after the
 //! handshake. A static key recovered from there, together with the binding the victim
 //! signed for it in that handshake, let an attacker impersonate the victim until the
@@ -25,8 +25,9 @@
 //!   The BLAKE2s state itself only lives on the stack: the `blake2` crate (0.10) has no
 //!   zeroize support, so it never gets a heap block of its own.
 //!
-//! Our own code also wipes the static key in `Keys` and the transport keys in
-//! `CipherState`.
+//! Our own code also wipes the static key shared by an identity's handshakes (`StaticKey`
+//! in `static_key.rs`, when it is replaced and no handshake uses it any more, or when the
+//! identity is dropped) and the transport keys in `CipherState`.
 //!
 //! # What is not wiped (residue)
 //!
@@ -47,12 +48,16 @@
 //! An attacker who can read freed heap memory after a handshake can therefore still find
 //! `ck` and, from it, derive both transport keys of *that one channel*: its traffic is no
 //! longer confidential to them (and, on the path, they could forge it). They no longer
-//! find the channel's static private key, which impersonation needs together with the
-//! victim's signed binding; other channels are unaffected because every channel has fresh
-//! keys. Reading live memory or the stack of a running process (a debugger, a core dump)
-//! is outside what this protects against.
+//! find a static private key that is no longer in use, which impersonation needs
+//! together with the victim's signed binding; other channels are unaffected because every
+//! channel has fresh ephemeral keys. (The static key in use, shared by the identity's
+//! handshakes for up to half the binding validity, is live memory.) Reading live memory
+//! or the stack of a running process (a debugger, a core dump) is outside what this
+//! protects against.
 //!
 //! [`ChannelConfig::binding_validity`]: crate::ChannelConfig::binding_validity
+
+use std::sync::Arc;
 
 use blake2::digest::{Digest, Output};
 use blake2::Blake2s256;
@@ -65,6 +70,7 @@ use snow::types::{Cipher, Dh, Hash, Random};
 use snow::Error;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::static_key::StaticKey;
 use crate::wire::TAG_LEN;
 
 const KEY_LEN: usize = 32;
@@ -78,8 +84,22 @@ const HASH_BUFFER: usize = 512;
 /// Resolves `25519`, `ChaChaPoly`, `BLAKE2s` and the OS random generator to the wiping
 /// primitives of this module; any other choice resolves to `None` (snow then refuses to
 /// build the handshake).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct ZeroizingResolver;
+#[derive(Default, Clone)]
+pub(crate) struct ZeroizingResolver {
+    /// Our static key, if known: when snow sets this very slice as a private key, the
+    /// public half is taken from here rather than computed again (see `X25519::set`).
+    static_key: Option<Arc<StaticKey>>,
+}
+
+impl ZeroizingResolver {
+    /// A resolver for a handshake whose local private key is `key.private()`, passed to
+    /// `snow::Builder::local_private_key` by reference.
+    pub(crate) fn with_static_key(key: Arc<StaticKey>) -> Self {
+        ZeroizingResolver {
+            static_key: Some(key),
+        }
+    }
+}
 
 impl CryptoResolver for ZeroizingResolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
@@ -88,7 +108,10 @@ impl CryptoResolver for ZeroizingResolver {
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
-            DHChoice::Curve25519 => Some(Box::<X25519>::default()),
+            DHChoice::Curve25519 => Some(Box::new(X25519 {
+                known: self.static_key.clone(),
+                ..X25519::default()
+            })),
             _ => None,
         }
     }
@@ -123,6 +146,8 @@ impl Random for OsRandom {
 struct X25519 {
     private: Zeroizing<[u8; KEY_LEN]>,
     public: [u8; KEY_LEN],
+    /// Our static key pair, until the first `set` or `generate` (see [`Dh::set`]).
+    known: Option<Arc<StaticKey>>,
 }
 
 impl X25519 {
@@ -147,13 +172,25 @@ impl Dh for X25519 {
     /// # Panics
     /// If `privkey` is not 32 bytes. Only our own key material reaches this (through
     /// `snow::Builder`), never a peer's.
+    ///
+    /// When `privkey` is the very slice of our static key that the handshake was built
+    /// with (same address: snow hands `set` the reference given to
+    /// `Builder::local_private_key`), its public half is already known and not computed
+    /// again. Comparing addresses, not bytes, keeps the secret out of any comparison; any
+    /// other key, or a copy of it, is derived as usual.
     fn set(&mut self, privkey: &[u8]) {
         assert_eq!(privkey.len(), KEY_LEN, "an X25519 private key is 32 bytes");
         self.private.copy_from_slice(privkey);
-        self.derive_public();
+        match self.known.take() {
+            Some(key) if std::ptr::eq(privkey.as_ptr(), key.private().as_ptr()) => {
+                self.public = *key.public();
+            }
+            _ => self.derive_public(),
+        }
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), Error> {
+        self.known = None;
         // Straight into the wiped buffer: no copy of the fresh key anywhere else.
         rng.try_fill_bytes(self.private.as_mut())?;
         self.derive_public();
@@ -331,7 +368,7 @@ mod tests {
     fn builder(ours: bool) -> snow::Builder<'static> {
         let params = NOISE_PARAMS.parse().unwrap();
         if ours {
-            snow::Builder::with_resolver(params, Box::new(ZeroizingResolver))
+            snow::Builder::with_resolver(params, Box::new(ZeroizingResolver::default()))
         } else {
             snow::Builder::with_resolver(params, Box::new(DefaultResolver))
         }
@@ -403,7 +440,7 @@ mod tests {
 
     #[test]
     fn primitives_match_snows_default_byte_for_byte() {
-        let (ours, theirs) = (ZeroizingResolver, DefaultResolver);
+        let (ours, theirs) = (ZeroizingResolver::default(), DefaultResolver);
         let (mut dh_a, mut dh_b) = (
             ours.resolve_dh(&DHChoice::Curve25519).unwrap(),
             theirs.resolve_dh(&DHChoice::Curve25519).unwrap(),
@@ -470,6 +507,45 @@ mod tests {
     }
 
     #[test]
+    fn the_static_key_set_by_reference_keeps_its_public_half_and_any_other_key_is_derived() {
+        let id = crate::identity::Identity::from_seed(&[8; 32]);
+        let key = Arc::new(StaticKey::from_private(&id, Zeroizing::new([0x33; 32]), u64::MAX));
+        let resolver = ZeroizingResolver::with_static_key(Arc::clone(&key));
+        let public = |k: [u8; 32]| MontgomeryPoint::mul_base_clamped(k).to_bytes();
+        let dh_with = |k: &[u8]| {
+            let mut dh = resolver.resolve_dh(&DHChoice::Curve25519).unwrap();
+            dh.set(k);
+            (dh.privkey().to_vec(), dh.pubkey().to_vec())
+        };
+        // The very slice snow is given, a copy of it, and another key.
+        let copy = *key.private();
+        for (k, want) in [
+            (&key.private()[..], *key.public()),
+            (&copy[..], *key.public()),
+            (&[0x44; 32][..], public([0x44; 32])),
+        ] {
+            assert_eq!(dh_with(k), (k.to_vec(), want.to_vec()));
+        }
+        // The hint is used once at most: setting another key afterwards derives it.
+        let mut dh = X25519 {
+            known: Some(Arc::clone(&key)),
+            ..X25519::default()
+        };
+        dh.set(key.private());
+        assert!(dh.known.is_none());
+        dh.set(&[0x55; 32]);
+        assert_eq!(dh.public, public([0x55; 32]));
+        // A generated (ephemeral) key never takes the static key's public half.
+        let mut dh = X25519 {
+            known: Some(Arc::clone(&key)),
+            ..X25519::default()
+        };
+        dh.generate(&mut OsRandom).unwrap();
+        assert_eq!(dh.public, public(*dh.private));
+        assert!(dh.known.is_none());
+    }
+
+    #[test]
     fn decrypt_refuses_malformed_input_without_panicking() {
         let mut c = ChaChaPoly::default();
         c.set(&[3; 32]);
@@ -501,7 +577,13 @@ mod tests {
     /// breaks this test until someone decides whether it must be wiped.
     #[test]
     fn every_secret_field_is_wiped_on_drop() {
-        let X25519 { private, public: _ } = &X25519::default();
+        // `known` shares our static key, whose private half is wiped when its last holder
+        // drops it (tested in static_key.rs).
+        let X25519 {
+            private,
+            public: _,
+            known: _,
+        } = &X25519::default();
         wiped_on_drop(private);
         let ChaChaPoly { key } = &ChaChaPoly::default();
         wiped_on_drop(key);
@@ -562,7 +644,7 @@ mod tests {
 
     #[test]
     fn other_suites_are_not_resolved() {
-        let r = ZeroizingResolver;
+        let r = ZeroizingResolver::default();
         assert!(r.resolve_dh(&DHChoice::Curve448).is_none());
         assert!(r.resolve_hash(&HashChoice::SHA256).is_none());
         assert!(r.resolve_cipher(&CipherChoice::AESGCM).is_none());
