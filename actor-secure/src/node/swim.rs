@@ -147,7 +147,7 @@ impl MembershipConfig {
 }
 
 /// The largest membership packet made or taken.
-pub(crate) const MAX_PACKET: usize = 4096;
+pub(crate) const MAX_PACKET: usize = 32 * 1024;
 
 /// Why a membership packet was refused.
 #[derive(Debug)]
