@@ -439,6 +439,16 @@ struct Links {
     dialing: HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>,
 }
 
+/// Checks that a membership packet claims to come from `peer`, the node whose link it
+/// came on: a node speaks for itself only.
+fn membership_sender_is(peer: &Identifier, packet: &[u8]) -> Result<(), &'static str> {
+    let sender = swim::claimed_sender(packet).ok_or("undecodable membership packet")?;
+    if sender.node != *peer.as_bytes() {
+        return Err("a membership packet claiming another sender");
+    }
+    Ok(())
+}
+
 /// How long to wait before dialling a member again after `failures` failed dials in a
 /// row: 100 ms, doubling, at most 5 s.
 fn redial_after(failures: u32) -> Duration {
@@ -1028,12 +1038,7 @@ impl Inner {
 
     /// Takes a membership packet from `link`; `Err` ends the link.
     fn membership_packet(self: &Arc<Self>, link: &Link, payload: &[u8]) -> Result<(), &'static str> {
-        let Some(sender) = swim::claimed_sender(payload) else {
-            return Err("undecodable membership packet");
-        };
-        if sender.node != *link.peer.as_bytes() {
-            return Err("a membership packet claiming another sender");
-        }
+        membership_sender_is(&link.peer, payload)?;
         let Some((effects, result)) = self.swim(|s| s.handle_data(payload)) else {
             return Ok(());
         };
@@ -2637,6 +2642,33 @@ pub(crate) mod refs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_membership_packet_must_come_from_the_node_it_names() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let me = MemberId {
+            node: a,
+            addr: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            incarnation: 1,
+        };
+        let to = MemberId {
+            node: b,
+            addr: SocketAddr::from(([127, 0, 0, 1], 7002)),
+            incarnation: 1,
+        };
+        let mut swim = Swim::new(me, &MembershipConfig::default(), [7; 32]);
+        let packet = swim
+            .announce(to)
+            .into_iter()
+            .find_map(|e| match e {
+                Effect::Send(_, bytes) => Some(bytes),
+                _ => None,
+            })
+            .expect("an announce to send");
+        assert_eq!(membership_sender_is(&Identifier::from_bytes(a), &packet), Ok(()));
+        assert!(membership_sender_is(&Identifier::from_bytes([3; 32]), &packet).is_err());
+        assert!(membership_sender_is(&Identifier::from_bytes(a), b"garbage").is_err());
+    }
 
     #[test]
     fn redials_back_off_from_100_ms_to_5_s() {

@@ -597,3 +597,78 @@ async fn a_link_left_half_open_gives_way_to_the_new_one() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// Keeps a reference it is sent.
+#[derive(Debug, Default)]
+pub struct Holder {
+    kept: Option<ActorRef<Store>>,
+}
+
+#[agent(remote)]
+impl Holder {
+    #[handle]
+    fn keep(&mut self, store: ActorRef<Store>) {
+        self.kept = Some(store);
+    }
+    #[handle]
+    async fn put_there(&self, item: String) -> Option<usize> {
+        let store = self.kept.clone()?;
+        store.put(item).await.ok()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_exported_by_sending_its_reference_is_reached_only_with_its_secret() {
+    let system = System::new();
+    let (hostile_identity, ia, ib) = (Identity::generate(), Identity::generate(), Identity::generate());
+    let (ida, idb) = (ia.identifier(), ib.identifier());
+    // Node a trusts b and the hostile peer; it exports nothing by name.
+    let a = node(
+        &system,
+        ia,
+        TrustPolicy::allow([idb, hostile_identity.identifier()]),
+    )
+    .await;
+    let b = node(&system, ib, TrustPolicy::allow([ida])).await;
+    let holder_there = system.spawn(Holder::default());
+    b.export("holder", &holder_there).unwrap().policy("true").unwrap();
+    let holder = a.lookup::<Holder>("holder", b.addr()).await.expect("lookup");
+    // a sends a reference to its (unexported) store: b can use it.
+    let store = system.spawn(Store::default());
+    holder.keep(store.clone()).await.expect("call");
+    assert_eq!(holder.put_there("through b".into()).await, Ok(Some(1)));
+    // A trusted peer that guesses the export's slot (the first on a) but not its
+    // secret gets "no such export", and nothing reaches the agent.
+    let tcp = TcpStream::connect(a.addr()).await.unwrap();
+    let mut ch = SecureChannel::initiate(tcp, &hostile_identity, TrustPolicy::allow([ida]))
+        .await
+        .unwrap();
+    let hello = ch.recv().await.unwrap();
+    ch.recv().await.unwrap();
+    ch.send(&hello).await.unwrap();
+    for (id, secret) in [(7u64, None), (8, Some(0u64)), (9, Some(12345))] {
+        let mut call = vec![3u8];
+        call.extend_from_slice(&id.to_be_bytes());
+        call.extend_from_slice(&1u32.to_be_bytes());
+        if let Some(secret) = secret {
+            call.extend_from_slice(&secret.to_le_bytes());
+        }
+        call.extend_from_slice(
+            &rmp_serde::to_vec(&StoreMsg::Put {
+                item: "stolen".into(),
+            })
+            .unwrap(),
+        );
+        ch.send(&call).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), ch.recv())
+            .await
+            .expect("an answer")
+            .expect("the link stays up");
+        assert_eq!(answer[0], 5, "a reply");
+        assert_eq!(&answer[1..9], &id.to_be_bytes());
+        assert_eq!(answer[13], 1, "a failure");
+    }
+    assert_eq!(store.all().await, Ok(vec!["through b".to_owned()]));
+    b.shutdown().await;
+    a.shutdown().await;
+}
