@@ -499,16 +499,16 @@ fn a_simulation_is_a_function_of_its_seed() {
 /// 100 nodes on a network that loses 1% of packets: they find each other, notice a
 /// dead node, and declare no live one down.
 ///
-/// The bounds come from `simulate_100_nodes_over_seeds` (50 seeds at 1% loss):
-/// - 99% of the membership spreads within 1.3 to 2.1 s, but the last pairs wait for a
-///   late joiner's periodic announce (every 10 s; the answer lists about 88 random
-///   members). Gossip is retransmitted a bounded number of times and can be over before
-///   the late joiner is known. Full convergence took 1.5 to 21.9 s (median 11.2 s), so
-///   the bound is three announce periods: 30 s.
+/// The bounds come from `simulate_100_nodes_over_seeds` (50 seeds at 1% loss, measured
+/// with 4 KiB packets and 2 s of suspicion, since made 32 KiB and 1.5 s):
+/// - 99% of the membership spreads within 1.3 to 2.1 s, but the last pairs can wait for
+///   a late joiner's periodic announce (every 10 s). Gossip is retransmitted a bounded
+///   number of times and can be over before the late joiner is known. Full convergence
+///   took 1.5 to 21.9 s (median 11.2 s), so the bound is three announce periods: 30 s.
 /// - The first detection needs someone to probe the dead node (each node probes one
-///   member a second), the 300 ms probe timeout, indirect probes, then 2 s of
-///   suspicion: 3.0 to 9.6 s. The `Down` then reaches everyone within 0.4 to 0.9 s.
-///   All agreed after 3.4 to 10.1 s; the bound is 15 s.
+///   member a second), the 300 ms probe timeout, indirect probes, then the suspicion
+///   (1.5 s): 2.5 to 9.1 s. The `Down` then reaches everyone within 0.5 to 1 s. All
+///   agreed after 3.0 to 9.6 s; the bound is 15 s.
 /// - No run declared a live node down.
 #[test]
 fn hundred_nodes_at_one_percent_loss_converge_and_agree_on_a_dead_node() {
@@ -577,16 +577,17 @@ fn simulate_100_nodes_over_seeds() {
     }
 }
 
-/// The table of the 1,000-node runs (about 80 s: run with `--release -- --ignored
+/// The table of the 1,000-node runs (about 60 s: run with `--release -- --ignored
 /// --nocapture`).
 ///
 /// What the figures show of foca 2.0 with our defaults:
-/// - 99% of the membership spreads in about 4 s, but every node seeing every other takes
-///   minutes: a late joiner learns members whose join news was already spent only from
-///   its periodic announce (every 10 s, about 88 random members) or when they probe it.
-/// - At 5% loss, live nodes rejoin under a new incarnation though none was declared down:
-///   foca's `ChangeSuspectToDown` timer sends `TurnUndead` even when the suspicion was
-///   refuted meanwhile, and the refuting node obeys.
+/// - 99% of the membership spreads in 1.5 to 2.5 s, but every node seeing every other
+///   takes a minute or more: a late joiner learns members whose join news was already
+///   spent only from its periodic announce (every 10 s) or when they probe it. With
+///   4 KiB packets (an announce answer listed about 60 members) it took 320 to 380 s.
+/// - foca's `ChangeSuspectToDown` timer declares a suspect down (and tells it to rejoin)
+///   even when it refuted the suspicion meanwhile; `Swim::handle_timer` drops such
+///   timers, which took the rejoins at 5% loss from dozens to none.
 /// - Only the prober that failed turns a suspect into down; a node that misses the
 ///   `Down` gossip keeps the dead node as suspect (still a member) until it probes it.
 #[test]
