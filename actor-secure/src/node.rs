@@ -1621,12 +1621,27 @@ async fn send_or_split(
 /// Writes what the outbox holds, batch by batch, with keepalives when quiet. Large
 /// messages go one piece per round, between the small ones.
 async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
+    use futures_util::{FutureExt, StreamExt};
+
     let _closes = CloseOnDrop(link.clone());
     let mut large: VecDeque<InPieces> = VecDeque::new();
     let mut next_id = 0u64;
+    let mut incoming = link.take_replies();
+    let mut replies = futures_util::stream::FuturesUnordered::new();
     let result: Result<(), ChannelError> = async {
         loop {
             let ready = link.outbox.ready.notified();
+            // Replies whose agents have answered go out first.
+            let mut answered = false;
+            if let Some(incoming) = incoming.as_mut() {
+                while let Ok(reply) = incoming.try_recv() {
+                    replies.push(reply);
+                }
+            }
+            while let Some(Some(msg)) = replies.next().now_or_never() {
+                send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                answered = true;
+            }
             // With enough large messages in pieces, the outbox waits (and so, when it
             // fills, its senders): memory stays bounded.
             let (batch, closed) = if large.len() < link::MAX_IN_PIECES {
@@ -1638,14 +1653,40 @@ async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
                 if closed {
                     return writer.close().await;
                 }
-                match writer.keepalive_due() {
-                    Some(due) => {
-                        tokio::select! {
-                            () = ready => {}
-                            () = tokio::time::sleep_until(due) => writer.keepalive().await?,
-                        }
+                if answered {
+                    writer.flush().await?;
+                    continue;
+                }
+                let keepalive = async {
+                    match writer.keepalive_due() {
+                        Some(due) => tokio::time::sleep_until(due).await,
+                        None => std::future::pending().await,
                     }
-                    None => ready.await,
+                };
+                let new_reply = async {
+                    match incoming.as_mut() {
+                        Some(incoming) => incoming.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let answer = async {
+                    if replies.is_empty() {
+                        std::future::pending().await
+                    } else {
+                        replies.next().await
+                    }
+                };
+                tokio::select! {
+                    () = ready => {}
+                    reply = new_reply => match reply {
+                        Some(reply) => replies.push(reply),
+                        None => incoming = None,
+                    },
+                    Some(msg) = answer => {
+                        send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                        writer.flush().await?;
+                    }
+                    () = keepalive => writer.keepalive().await?,
                 }
                 continue;
             }
@@ -1920,12 +1961,17 @@ fn answer_lookup(node: &Inner, request: &LookupRequest) -> LookupAnswer {
     LookupAnswer::Found { slot }
 }
 
-async fn send_failure(link: &Link, id: u64, failure: &Failure) {
+/// The link message that fails call `id`.
+fn failure_message(id: u64, failure: &Failure) -> Vec<u8> {
     let body = rmp_serde::to_vec(failure).unwrap_or_default();
     let mut out = link::encode(Kind::Reply, id, 0, 1 + body.len());
     out.push(1);
     out.extend_from_slice(&body);
-    let _ = link.outbox.push(out).await;
+    out
+}
+
+async fn send_failure(link: &Link, id: u64, failure: &Failure) {
+    let _ = link.outbox.push(failure_message(id, failure)).await;
 }
 
 /// An exported agent, type-erased.
@@ -2148,31 +2194,34 @@ impl<A: RemoteAgent> Export<A> {
             let (Some(rx), Some(id)) = (rx, id) else {
                 return;
             };
-            let link = link.clone();
+            let max_message = link.max_message;
             let scope = node.scope();
-            // The reply is awaited off the reader, so other messages keep flowing.
-            tokio::spawn(async move {
+            // The reply is awaited off the reader, so other messages keep flowing: by the
+            // link's writer, which the agent's answer wakes directly.
+            let reply: link::PendingReply = Box::pin(async move {
                 let _permit = permit;
                 let result = rx.await.unwrap_or(Err(CallError::Stopped));
                 match result.map(|reply| with_ref_scope(scope, || rmp_serde::to_vec(&reply))) {
-                    Ok(Ok(body)) if link::HEADER_LEN + 1 + body.len() > link.max_message => {
+                    Ok(Ok(body)) if link::HEADER_LEN + 1 + body.len() > max_message => {
                         let why = format!(
                             "the reply of {} bytes is over the link's limit of {} bytes",
                             body.len(),
-                            link.max_message
+                            max_message
                         );
-                        send_failure(&link, id, &Failure::Other(why)).await;
+                        failure_message(id, &Failure::Other(why))
                     }
                     Ok(Ok(body)) => {
                         let mut out = link::encode(Kind::Reply, id, 0, 1 + body.len());
                         out.push(0);
                         out.extend_from_slice(&body);
-                        let _ = link.outbox.push(out).await;
+                        out
                     }
-                    Ok(Err(_)) => send_failure(&link, id, &Failure::Unencodable).await,
-                    Err(e) => send_failure(&link, id, &Failure::from_call_error(&e)).await,
+                    Ok(Err(_)) => failure_message(id, &Failure::Unencodable),
+                    Err(e) => failure_message(id, &Failure::from_call_error(&e)),
                 }
             });
+            // Fails only once the writer is gone, and the link with it.
+            let _ = link.replies.send(reply);
         }
     }
 }

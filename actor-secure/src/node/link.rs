@@ -397,6 +397,10 @@ impl Outbox {
     }
 }
 
+/// A reply being waited for: resolves to the link message that answers the call (a
+/// reply or a failure) once the agent has answered.
+pub(crate) type PendingReply = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<u8>> + Send>>;
+
 /// One link's shared state.
 pub(crate) struct Link {
     pub(crate) peer: Identifier,
@@ -419,6 +423,10 @@ pub(crate) struct Link {
     /// waits).
     pub(crate) inbound: std::sync::Arc<tokio::sync::Semaphore>,
     max_inbound: usize,
+    /// Replies to the peer's calls, awaited by the link's writer (so an agent's answer
+    /// wakes the writer directly).
+    pub(crate) replies: tokio::sync::mpsc::UnboundedSender<PendingReply>,
+    replies_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<PendingReply>>>,
     /// Woken when the peer's hello has been taken (the link belongs to a session) or
     /// the link closed.
     pub(crate) attached: Notify,
@@ -457,7 +465,11 @@ impl Link {
         dialled: bool,
         max_inbound: usize,
     ) -> Link {
+        // Unbounded in type, bounded in use: each holds one of `max_inbound` permits.
+        let (replies, replies_rx) = tokio::sync::mpsc::unbounded_channel();
         Link {
+            replies,
+            replies_rx: Mutex::new(Some(replies_rx)),
             peer,
             caller: std::sync::Arc::new(actor_core::Caller::from_node(*peer.as_bytes())),
             outbox: Outbox::new(outbox_capacity),
@@ -594,6 +606,14 @@ impl Link {
         if let Some(peer) = peer {
             peer.link_closed(self);
         }
+    }
+
+    /// The replies the writer awaits (the writer takes them once).
+    pub(crate) fn take_replies(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<PendingReply>> {
+        self.replies_rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// The session this link belongs to, once the peer's hello has been taken.
