@@ -8,6 +8,9 @@
 //! the others.
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)] // test fixtures, not API
 
+#[path = "support/process_tests.rs"]
+mod process_tests;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -645,18 +648,7 @@ async fn twenty_nodes_converge_and_find_works_from_each() {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    if std::env::var_os("TROUPE_CLUSTER_NODE").is_some() {
-        runtime.block_on(child());
-        return;
-    }
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-    let tests: [(&str, Test); 6] = [
+    let tests: &[process_tests::Test] = &[
         ("nodes_join_through_a_seed_and_find_each_others_agents", || {
             Box::pin(nodes_join_through_a_seed_and_find_each_others_agents())
         }),
@@ -679,32 +671,5 @@ fn main() {
             Box::pin(twenty_nodes_converge_and_find_works_from_each())
         }),
     ];
-    let mut failed = 0;
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        println!("test {name} ...");
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(90), test()).await })
-        }));
-        match outcome {
-            Ok(Ok(())) => println!("test {name} ... ok"),
-            Ok(Err(_)) => {
-                println!("test {name} ... FAILED (timed out)");
-                failed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!(
-        "test result: {}. {failed} failed",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    process_tests::run("TROUPE_CLUSTER_NODE", child(), tests, Duration::from_secs(90));
 }

@@ -6,6 +6,9 @@
 //! print their address and identifier.
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)] // test fixtures, not API
 
+#[path = "support/process_tests.rs"]
+mod process_tests;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -418,18 +421,7 @@ async fn killing_a_node_fails_calls_in_flight_and_fires_monitors() {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    if std::env::var_os("TROUPE_TEST_NODE").is_some() {
-        runtime.block_on(child());
-        return;
-    }
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-    let tests: [(&str, Test); 8] = [
+    let tests: &[process_tests::Test] = &[
         (
             "calls_casts_and_timeouts",
             || Box::pin(calls_casts_and_timeouts()),
@@ -455,32 +447,5 @@ fn main() {
             Box::pin(killing_a_node_fails_calls_in_flight_and_fires_monitors())
         }),
     ];
-    let mut failed = 0;
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        println!("test {name} ...");
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(60), test()).await })
-        }));
-        match outcome {
-            Ok(Ok(())) => println!("test {name} ... ok"),
-            Ok(Err(_)) => {
-                println!("test {name} ... FAILED (timed out)");
-                failed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!(
-        "test result: {}. {failed} failed",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    process_tests::run("TROUPE_TEST_NODE", child(), tests, Duration::from_secs(60));
 }
