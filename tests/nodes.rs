@@ -66,6 +66,23 @@ impl Counter {
         ctx.caller().map(|c| c.node().to_string())
     }
     // ANCHOR_END: who
+    /// The calling agent, when its node names it.
+    #[handle]
+    fn who_agent(&self, ctx: &mut Context<Self>) -> Option<String> {
+        ctx.caller().and_then(|c| c.agent()).map(|a| a.to_string())
+    }
+}
+
+/// A local agent that calls a remote one from its handler.
+#[derive(Default)]
+pub struct Asker;
+
+#[agent]
+impl Asker {
+    #[handle]
+    async fn ask(&self, counter: ActorRef<Counter>) -> Option<String> {
+        counter.who_agent().await.ok().flatten()
+    }
 }
 
 /// Another agent type, for lookups of the wrong protocol.
@@ -208,6 +225,7 @@ async fn parent_node(system: &System, identity: Identity) -> Node {
 async fn calls_casts_and_timeouts() {
     let me = Identity::generate();
     let my_id = me.identifier();
+    let asker_id = me.derive_agent("asker").identifier();
     let child = ChildNode::start(&me);
     let system = System::new();
     let node = parent_node(&system, me).await;
@@ -217,6 +235,16 @@ async fn calls_casts_and_timeouts() {
         .expect("lookup");
     // The handler on the other node sees who called, authenticated.
     assert_eq!(counter.who().await, Ok(Some(my_id.to_string())));
+    // And which agent, when the caller is an agent registered under a name.
+    assert_eq!(counter.who_agent().await, Ok(None), "not called from an agent");
+    let asker = system.spawn(Asker);
+    assert_eq!(asker.ask(counter.clone()).await, Ok(None), "an unnamed agent");
+    system.register("asker", &asker).expect("register");
+    assert_eq!(
+        asker.ask(counter.clone()).await,
+        Ok(Some(asker_id.to_string())),
+        "the named agent's identity, derived from its node's"
+    );
     let local = system.spawn(Counter::default());
     assert_eq!(local.who().await, Ok(None), "a local call has no remote caller");
     assert!(counter.is_remote() && counter.is_alive());

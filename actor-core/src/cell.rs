@@ -43,18 +43,33 @@ pub struct Envelope<A: Agent> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Caller {
     node: [u8; 32],
+    agent: Option<[u8; 32]>,
 }
 
 impl Caller {
     /// The caller on the node whose identifier is `node`. For the node layer.
     #[doc(hidden)]
     pub fn from_node(node: [u8; 32]) -> Caller {
-        Caller { node }
+        Caller { node, agent: None }
+    }
+
+    /// The agent `agent` on the node `node`. For the node layer.
+    #[doc(hidden)]
+    pub fn from_agent(node: [u8; 32], agent: [u8; 32]) -> Caller {
+        Caller {
+            node,
+            agent: Some(agent),
+        }
     }
 
     /// The 32 bytes of the calling node's identifier.
     pub fn node_bytes(&self) -> &[u8; 32] {
         &self.node
+    }
+
+    /// The 32 bytes of the calling agent's identifier, when its node named it.
+    pub fn agent_bytes(&self) -> Option<&[u8; 32]> {
+        self.agent.as_ref()
     }
 }
 

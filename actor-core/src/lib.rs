@@ -72,6 +72,11 @@ pub mod __private {
         }
     }
 
+    /// The agent whose task is running here, if any.
+    pub fn current_agent() -> Option<crate::ActorId> {
+        crate::runner::current_agent()
+    }
+
     /// The wire name of a reference to an agent on another node (`None` for a local one).
     pub fn remote_wire<A: crate::Agent>(agent: &crate::ActorRef<A>) -> Option<WireRef> {
         agent.remote().map(|r| r.wire())

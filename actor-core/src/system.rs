@@ -149,6 +149,13 @@ impl System {
         self.inner.registry.lookup(name)
     }
 
+    /// A name the agent `id` is registered under here (for the node layer, which names
+    /// calling agents). Not an API.
+    #[doc(hidden)]
+    pub fn registered_name(&self, id: crate::ActorId) -> Option<String> {
+        self.inner.registry.name_of(id)
+    }
+
     /// Adds `agent` to the process group `group` (OTP's `pg`), creating the group on first
     /// join; joining twice is the same as once. The agent leaves every group when it
     /// stops. Fails when the agent has already stopped.

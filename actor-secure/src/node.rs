@@ -301,6 +301,7 @@ impl NodeBuilder {
             dial_failed: Mutex::new(HashMap::new()),
             membership_sent: Default::default(),
             ref_scope: std::sync::OnceLock::new(),
+            agent_ids: Mutex::new(HashMap::new()),
             exports: Mutex::new(Exports::default()),
             links: Mutex::new(Links::default()),
             tasks: Mutex::new(JoinSet::new()),
@@ -382,6 +383,8 @@ struct Inner {
     /// Members this node could not dial: when it may try again, and how many times in
     /// a row it failed (the wait doubles from 100 ms up to 5 s).
     dial_failed: Mutex<HashMap<[u8; 32], (Instant, u32)>>,
+    /// The identifiers of this node's named agents that made remote calls, by name.
+    agent_ids: Mutex<HashMap<String, Identifier>>,
     /// Handles the references inside this node's messages (see `refs`).
     ref_scope: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
     /// Membership packets and bytes this node has sent.
@@ -620,6 +623,25 @@ impl Inner {
                 .get(&addr)?,
         };
         self.session_with_peer(id)
+    }
+
+    /// The identifier of the agent running here, when it is registered under a name in
+    /// this node's system (derived from the node's identity and the name, so it stays
+    /// the same across restarts).
+    fn calling_agent(&self) -> Option<Identifier> {
+        let id = actor_core::__private::current_agent()?;
+        let name = self.system.registered_name(id)?;
+        let mut known = self.agent_ids.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(agent) = known.get(&name) {
+            return Some(*agent);
+        }
+        let agent = self.identity.derive_agent(&name).identifier();
+        // Derivations cost tens of microseconds: kept, within a bound.
+        if known.len() >= 4096 {
+            known.clear();
+        }
+        known.insert(name, agent);
+        Some(agent)
     }
 
     /// The live session with node `id` that has a working link.
@@ -1443,6 +1465,7 @@ impl Node {
         };
         match rmp_serde::from_slice::<LookupAnswer>(&answer) {
             Ok(LookupAnswer::Found { slot }) => Ok(ActorRef::from_remote(Box::new(RemoteRef::<A> {
+                node: Arc::downgrade(&self.inner),
                 id: peer.id_for(slot, MAX_REMOTE_IDS),
                 peer,
                 slot,
@@ -1873,14 +1896,23 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
             }
             Kind::Call | Kind::Cast => {
                 let call = frame.kind == Kind::Call;
+                // A call from an agent its node names carries that agent's identifier.
+                let (caller, payload) = if frame.from_agent {
+                    let Some((agent, rest)) = frame.payload.split_first_chunk::<32>() else {
+                        break "a call from an agent without its identifier".into();
+                    };
+                    let caller = actor_core::Caller::from_agent(*link.peer.as_bytes(), *agent);
+                    (Arc::new(caller), rest)
+                } else {
+                    (link.caller.clone(), frame.payload)
+                };
                 let export = node.export_in(frame.slot);
                 // An agent exported by sending a reference takes messages that carry its
                 // secret first.
                 let payload = match &export {
                     Some(export) => match export.token() {
-                        0 => Some(frame.payload),
-                        token => frame
-                            .payload
+                        0 => Some(payload),
+                        token => payload
                             .split_first_chunk::<8>()
                             .filter(|(t, _)| same_secret(u64::from_le_bytes(**t), token))
                             .map(|(_, rest)| rest),
@@ -1902,16 +1934,14 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                 } else {
                     None
                 };
-                export
-                    .deliver(
-                        &node,
-                        &link,
-                        frame.slot,
-                        payload,
-                        call.then_some(frame.id),
-                        permit,
-                    )
-                    .await;
+                let inbound = Inbound {
+                    slot: frame.slot,
+                    payload,
+                    id: call.then_some(frame.id),
+                    permit,
+                    caller,
+                };
+                export.deliver(&node, &link, inbound).await;
             }
         }
     };
@@ -1991,11 +2021,22 @@ trait Exported: Send + Sync {
         &'a self,
         node: &'a Inner,
         link: &'a Arc<Link>,
-        slot: u32,
-        payload: &'a [u8],
-        id: Option<u64>,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        inbound: Inbound<'a>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// A call or cast that arrived for an export.
+struct Inbound<'a> {
+    /// The export's slot.
+    slot: u32,
+    /// The encoded message.
+    payload: &'a [u8],
+    /// The call's correlation id (`None`: a cast).
+    id: Option<u64>,
+    /// The call's place among the link's calls running here.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Who sent it.
+    caller: Arc<actor_core::Caller>,
 }
 
 /// An export's access policies, replaceable while the node runs.
@@ -2059,11 +2100,15 @@ impl<A: RemoteAgent> Exported for Export<A> {
         &'a self,
         node: &'a Inner,
         link: &'a Arc<Link>,
-        slot: u32,
-        payload: &'a [u8],
-        id: Option<u64>,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        inbound: Inbound<'a>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        let Inbound {
+            slot,
+            payload,
+            id,
+            permit,
+            caller,
+        } = inbound;
         Box::pin(async move {
             let msg = match with_ref_scope(node.scope(), || rmp_serde::from_slice::<A::Msg>(payload)) {
                 Ok(msg) => msg,
@@ -2092,7 +2137,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let now = crate::agent::unix_secs(std::time::SystemTime::now());
             let cached = link.cached_decision(key, generation, now);
             if cached == Some(true) && !node.audit_allowed {
-                return self.enqueue(node, link, msg, id, permit).await;
+                return self.enqueue(node, link, msg, id, permit, caller).await;
             }
             let policy = self.policies.for_handler(handler, node);
             let credential_generation = link.credential_generation();
@@ -2148,7 +2193,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
                     "remote message allowed"
                 );
             }
-            self.enqueue(node, link, msg, id, permit).await
+            self.enqueue(node, link, msg, id, permit, caller).await
         })
     }
 }
@@ -2178,10 +2223,11 @@ impl<A: RemoteAgent> Export<A> {
         msg: A::Msg,
         id: Option<u64>,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        caller: Arc<actor_core::Caller>,
     ) {
         let call = id.is_some();
         {
-            let caller = Some(link.caller.clone());
+            let caller = Some(caller);
             let rx = match deliver(&self.agent, msg, call, caller).await {
                 Ok(rx) => rx,
                 Err(_stopped) => {
@@ -2347,6 +2393,8 @@ impl<A: RemoteAgent> Waiting for ReplyWaiter<A> {
 
 /// A reference's view of an agent on another node.
 struct RemoteRef<A: RemoteAgent> {
+    /// This node (to name the agent that makes a call).
+    node: Weak<Inner>,
     peer: Arc<Peer>,
     slot: u32,
     /// The secret of an agent exported by sending a reference (0: a named export).
@@ -2363,6 +2411,11 @@ impl<A: RemoteAgent> RemoteRef<A> {
     /// lock: a large message must not hold up other senders while it is encoded.
     fn serialize(&self, msg: &A::Msg) -> Result<Vec<u8>, String> {
         let mut out = vec![0u8; link::HEADER_LEN];
+        // The calling agent, when its node names it, comes first.
+        if let Some(agent) = self.node.upgrade().and_then(|n| n.calling_agent()) {
+            out[0] = link::FROM_AGENT;
+            out.extend_from_slice(agent.as_bytes());
+        }
         // An agent exported by sending a reference is reached with its secret first.
         if self.token != 0 {
             out.extend_from_slice(&self.token.to_le_bytes());
@@ -2417,7 +2470,9 @@ impl<A: RemoteAgent> RemoteRef<A> {
             },
             None => (Kind::Cast, 0),
         };
+        let from_agent = out[0] & link::FROM_AGENT;
         out[..link::HEADER_LEN].copy_from_slice(&link::encode(kind, id, self.slot, 0));
+        out[0] |= from_agent;
         Ok(Some(out))
     }
 
@@ -2603,11 +2658,22 @@ pub struct ClusterMember {
 pub trait CallerIdentity {
     /// The calling node's identifier, as its secure channel authenticated it.
     fn node(&self) -> Identifier;
+
+    /// The calling agent's identifier, when the call came from an agent registered
+    /// under a name on its node: the identity `Identity::derive_agent(name)` of that
+    /// node's identity. The node states it over its authenticated link; it can vouch
+    /// only for its own agents. `None` for calls from outside an agent, or from an
+    /// unnamed one.
+    fn agent(&self) -> Option<Identifier>;
 }
 
 impl CallerIdentity for actor_core::Caller {
     fn node(&self) -> Identifier {
         Identifier::from_bytes(*self.node_bytes())
+    }
+
+    fn agent(&self) -> Option<Identifier> {
+        self.agent_bytes().copied().map(Identifier::from_bytes)
     }
 }
 
@@ -2677,6 +2743,7 @@ pub(crate) mod refs {
         }
         let peer = node.peer_for(id, &wire.addr, wire.incarnation)?;
         Ok(ActorRef::from_remote(Box::new(RemoteRef::<A> {
+            node: Arc::downgrade(&node),
             id: peer.id_for(wire.slot, MAX_REMOTE_IDS),
             peer,
             slot: wire.slot,

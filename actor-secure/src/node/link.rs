@@ -108,10 +108,16 @@ impl Kind {
     }
 }
 
+/// Set in the kind byte of a call or cast made by an agent its node names: the payload
+/// starts with that agent's identifier (32 bytes).
+pub(crate) const FROM_AGENT: u8 = 0x80;
+
 /// A decoded header and the payload after it.
 #[derive(Debug)]
 pub(crate) struct Frame<'a> {
     pub(crate) kind: Kind,
+    /// The payload starts with the calling agent's identifier (see [`FROM_AGENT`]).
+    pub(crate) from_agent: bool,
     pub(crate) id: u64,
     pub(crate) slot: u32,
     pub(crate) payload: &'a [u8],
@@ -136,13 +142,18 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
     if bytes.len() < HEADER_LEN {
         return Err(FrameError::Short);
     }
-    let kind = Kind::from_byte(bytes[0]).ok_or(FrameError::UnknownKind(bytes[0]))?;
+    let from_agent = bytes[0] & FROM_AGENT != 0;
+    let kind = Kind::from_byte(bytes[0] & !FROM_AGENT).ok_or(FrameError::UnknownKind(bytes[0]))?;
+    if from_agent && !matches!(kind, Kind::Call | Kind::Cast) {
+        return Err(FrameError::UnknownKind(bytes[0]));
+    }
     let mut id = [0u8; 8];
     id.copy_from_slice(&bytes[1..9]);
     let mut slot = [0u8; 4];
     slot.copy_from_slice(&bytes[9..13]);
     Ok(Frame {
         kind,
+        from_agent,
         id: u64::from_be_bytes(id),
         slot: u32::from_be_bytes(slot),
         payload: &bytes[HEADER_LEN..],
@@ -907,6 +918,9 @@ mod tests {
         ) {
             if let Ok(frame) = decode(&bytes) {
                 let mut again = encode(frame.kind, frame.id, frame.slot, frame.payload.len());
+                if frame.from_agent {
+                    again[0] |= FROM_AGENT;
+                }
                 again.extend_from_slice(frame.payload);
                 proptest::prop_assert_eq!(again, bytes);
             }
