@@ -949,11 +949,14 @@ impl Inner {
         let export = self
             .export_in(slot)
             .filter(|e| e.token() == 0 || same_secret(e.token(), token));
-        let fresh = peer
-            .monitored
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(slot);
+        // One watch per existing export (the table stays within the exports); a watch of
+        // nothing is answered at once and not kept.
+        let fresh = export.is_none()
+            || peer
+                .monitored
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(slot);
         if !fresh {
             return;
         }
@@ -1813,7 +1816,15 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                 }
             }
             // The peer sends no more requests here: close once our side is done too.
-            Kind::Retire => node.spawn(close_when_quiet(link.clone())),
+            // (Once: a peer repeating it cannot make this node start more tasks.)
+            Kind::Retire => {
+                if !link
+                    .retired_by_peer
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    node.spawn(close_when_quiet(link.clone()));
+                }
+            }
             Kind::Fragment => {
                 let Some((&last, piece)) = frame.payload.split_first() else {
                     break "an empty piece".into();

@@ -428,6 +428,8 @@ pub(crate) struct Link {
     pub(crate) dialled: bool,
     /// When the link was set up.
     pub(crate) opened: std::time::Instant,
+    /// The peer said it sends nothing more on this link (it is being retired).
+    pub(crate) retired_by_peer: AtomicBool,
     /// The other node as references see it; told when this link closes.
     peer_state: Mutex<std::sync::Weak<Peer>>,
     /// Calls from the peer running here now (bounded: when none is free, the reader
@@ -491,6 +493,7 @@ impl Link {
             closed: AtomicBool::new(false),
             dialled,
             opened: std::time::Instant::now(),
+            retired_by_peer: AtomicBool::new(false),
             peer_state: Mutex::new(std::sync::Weak::new()),
             attached: Notify::new(),
             inbound: std::sync::Arc::new(tokio::sync::Semaphore::new(max_inbound)),
