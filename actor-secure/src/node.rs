@@ -949,30 +949,34 @@ impl Inner {
         let export = self
             .export_in(slot)
             .filter(|e| e.token() == 0 || same_secret(e.token(), token));
-        // One watch per existing export (the table stays within the exports); a watch of
-        // nothing is answered at once and not kept.
-        let fresh = export.is_none()
-            || peer
-                .monitored
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(slot);
+        let down = move |stop: &RemoteStop| {
+            let body = rmp_serde::to_vec(stop).unwrap_or_default();
+            let mut out = link::encode(Kind::Down, 0, slot, body.len());
+            out.extend_from_slice(&body);
+            out
+        };
+        // A watch of nothing is answered at once, if there is room, and not kept: a
+        // peer asking again and again makes no tasks and no table grow.
+        let Some(export) = export else {
+            let _ = link.outbox.try_push_with(|| Some(down(&RemoteStop::NotExported)));
+            return;
+        };
+        // One watch per export and peer (the table stays within the exports).
+        let fresh = peer
+            .monitored
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(slot);
         if !fresh {
             return;
         }
         self.spawn(async move {
-            let stop = match &export {
-                None => RemoteStop::NotExported,
-                Some(export) => tokio::select! {
-                    reason = export.exit() => RemoteStop::from_reason(&reason),
-                    () = std::future::poll_fn(|cx| peer.poll_lost(cx)) => return,
-                },
+            let stop = tokio::select! {
+                reason = export.exit() => RemoteStop::from_reason(&reason),
+                () = std::future::poll_fn(|cx| peer.poll_lost(cx)) => return,
             };
-            let body = rmp_serde::to_vec(&stop).unwrap_or_default();
-            let mut out = link::encode(Kind::Down, 0, slot, body.len());
-            out.extend_from_slice(&body);
             if let Some(link) = peer.link() {
-                let _ = link.outbox.push(out).await;
+                let _ = link.outbox.push(down(&stop)).await;
             }
         });
     }
