@@ -302,6 +302,8 @@ impl NodeBuilder {
             membership_sent: Default::default(),
             ref_scope: std::sync::OnceLock::new(),
             agent_ids: Mutex::new(HashMap::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            retired: std::sync::atomic::AtomicU64::new(0),
             exports: Mutex::new(Exports::default()),
             links: Mutex::new(Links::default()),
             tasks: Mutex::new(JoinSet::new()),
@@ -383,6 +385,10 @@ struct Inner {
     /// Members this node could not dial: when it may try again, and how many times in
     /// a row it failed (the wait doubles from 100 ms up to 5 s).
     dial_failed: Mutex<HashMap<[u8; 32], (Instant, u32)>>,
+    /// Duplicate links this node has retired (see `retire`).
+    retired: std::sync::atomic::AtomicU64,
+    /// Set when the node starts shutting down: it takes no new links from then on.
+    closing: std::sync::atomic::AtomicBool,
     /// The identifiers of this node's named agents that made remote calls, by name.
     agent_ids: Mutex<HashMap<String, Identifier>>,
     /// Handles the references inside this node's messages (see `refs`).
@@ -489,6 +495,9 @@ const MAX_CONNECTING: usize = 256;
 /// to them still work but do not compare equal).
 const MAX_REMOTE_IDS: usize = 65_536;
 
+/// How long a session whose link broke tries to reconnect before it is lost.
+const RECONNECT_WITHIN: Duration = Duration::from_secs(3);
+
 /// Two links opened within this long of each other count as opened at the same time.
 const SIMULTANEOUS: Duration = Duration::from_secs(2);
 
@@ -540,7 +549,10 @@ impl Inner {
     /// starts one. Two links in one session (both nodes dialled at once) end with one:
     /// both nodes keep the link the node with the smaller identifier dialled, and retire
     /// the other once nothing is in flight on it.
-    fn attach(&self, link: &Arc<Link>, hello: &Hello) -> Result<(), &'static str> {
+    fn attach(self: &Arc<Self>, link: &Arc<Link>, hello: &Hello) -> Result<(), &'static str> {
+        if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return Err("the node is shutting down");
+        }
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
         let mut existing = links.by_peer.get(&link.peer).filter(|p| !p.is_lost()).cloned();
         // A session whose link has just closed (and is being marked lost) is over. So is
@@ -565,6 +577,7 @@ impl Inner {
             }
             Some(peer) if peer.incarnation == hello.incarnation => {
                 let ours_is_smaller = self.identity.identifier() < link.peer;
+                self.retired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if link.dialled == ours_is_smaller {
                     let old = peer.link();
                     peer.switch_to(link);
@@ -585,6 +598,7 @@ impl Inner {
                     old.lose();
                 }
                 let peer = Peer::new(link, hello);
+                peer.set_reconnect(self.reconnector());
                 links.by_peer.insert(link.peer, peer);
                 // The new session learns this node's group members.
                 let news: Vec<Vec<u8>> = {
@@ -642,6 +656,15 @@ impl Inner {
         }
         known.insert(name, agent);
         Some(agent)
+    }
+
+    /// What a session does when its link breaks: reconnect, in a task of this node.
+    fn reconnector(self: &Arc<Self>) -> link::Reconnect {
+        let node = Arc::downgrade(self);
+        Box::new(move |peer| match node.upgrade() {
+            Some(n) => n.spawn(reconnect(node.clone(), peer)),
+            None => peer.lose(),
+        })
     }
 
     /// The live session with node `id` that has a working link.
@@ -736,6 +759,7 @@ impl Inner {
             return Err("too many nodes being dialled for references".into());
         }
         let peer = Peer::connecting(id, incarnation, addr);
+        peer.set_reconnect(self.reconnector());
         links.by_peer.insert(id, peer.clone());
         drop(links);
         let node = Arc::downgrade(self);
@@ -765,6 +789,9 @@ impl Inner {
     ) -> Result<Arc<Peer>, NodeError> {
         if let Some(peer) = self.session_with(addr, expect) {
             return Ok(peer);
+        }
+        if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(NodeError::LinkLost);
         }
         let gate = DialGate {
             node: self,
@@ -1428,6 +1455,12 @@ impl Node {
         members
     }
 
+    /// How many duplicate links (two links to one node at once) this node has retired.
+    #[doc(hidden)]
+    pub fn retired_links(&self) -> u64 {
+        self.inner.retired.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many membership packets, and how many bytes of them, this node has sent
     /// since it started (before encryption).
     pub fn membership_traffic(&self) -> (u64, u64) {
@@ -1494,6 +1527,10 @@ impl Node {
     /// Stops listening and closes every link: calls in flight on them fail with
     /// `CallError::LinkLost`, and references to agents on other nodes stop working.
     pub async fn shutdown(&self) {
+        // No new links from here on (a peer reconnecting would find a node half gone).
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
         // Tell the cluster this node leaves, so it is not left to suspect it.
         let swim = self
             .inner
@@ -1526,6 +1563,9 @@ async fn accept_loop(mut listener: SecureListener, node: Weak<Inner>) {
         let Some(node) = node.upgrade() else {
             return;
         };
+        if node.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         tracing::debug!(peer = %ch.peer(), %from, "node: link accepted");
         node.install(ch, false);
     }
@@ -1568,6 +1608,45 @@ async fn join(node: Weak<Inner>, seed: String) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Reconnects a session whose link broke, with backoff, within [`RECONNECT_WITHIN`]:
+/// its references and watches go on over the new link. A node where nothing listens any
+/// more (its process is gone) ends the session at once, as does a node that comes back as
+/// another run of itself; so does running out of time.
+async fn reconnect(node: Weak<Inner>, peer: Arc<Peer>) {
+    let deadline = Instant::now() + RECONNECT_WITHIN;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        if peer.is_lost() || peer.link().is_some() {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(n) = node.upgrade().filter(|_| !left.is_zero()) else {
+            peer.lose();
+            return;
+        };
+        match tokio::time::timeout(left, n.link_to(peer.addr, Some(peer.id))).await {
+            // The session took the new link, or the node came back as another run (its
+            // hello started a new session and ended this one).
+            Ok(Ok(_)) => {
+                if peer.link().is_none() {
+                    peer.lose();
+                }
+                return;
+            }
+            Ok(Err(NodeError::Io(e))) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tracing::debug!(peer = %peer.id, "node: nothing listens where the node was; its session ends");
+                peer.lose();
+                return;
+            }
+            Ok(Err(e)) => tracing::debug!(peer = %peer.id, error = %e, "node: reconnecting"),
+            Err(_) => {}
+        }
+        drop(n);
+        tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 

@@ -669,9 +669,10 @@ impl Link {
 ///
 /// One `Peer` stands for one session with the node. When two links to it open at once
 /// (both nodes dialled), references move to the one the tie-break keeps. When its link
-/// closes with no other to take over, or membership declares the node down, the peer is
-/// lost for good: monitors fire with `NodeLost`, and references to its agents stop
-/// working (a later lookup starts a new session).
+/// breaks, the node reconnects and the session goes on over the new link. When it cannot
+/// (nothing listens, another run of the node answers, time runs out), or membership
+/// declares the node down, the peer is lost for good: monitors fire with `NodeLost`, and
+/// references to its agents stop working (a later lookup starts a new session).
 pub(crate) struct Peer {
     pub(crate) id: Identifier,
     /// Which run of the node this session is with.
@@ -689,7 +690,13 @@ pub(crate) struct Peer {
     pub(crate) monitored: Mutex<std::collections::HashSet<u32>>,
     /// The node's agents linked to this node's exports: (slot, their id there).
     pub(crate) linked_in: Mutex<HashMap<(u32, u64), LinkedIn>>,
+    /// What to do when the link in use breaks: reconnect (the node sets it), or, when
+    /// unset, lose the session.
+    reconnect: std::sync::OnceLock<Reconnect>,
 }
+
+/// Starts reconnecting a session whose link broke.
+pub(crate) type Reconnect = Box<dyn Fn(std::sync::Arc<Peer>) + Send + Sync>;
 
 /// A watch of one export on the other node.
 #[derive(Default)]
@@ -737,6 +744,7 @@ impl Peer {
             ids: Mutex::new(HashMap::new()),
             monitored: Mutex::new(std::collections::HashSet::new()),
             linked_in: Mutex::new(HashMap::new()),
+            reconnect: std::sync::OnceLock::new(),
         })
     }
 
@@ -800,14 +808,30 @@ impl Peer {
         self.lost.load(Ordering::Acquire)
     }
 
-    /// A link of this session closed: the session is lost if it was the one in use.
-    fn link_closed(&self, closed: &Link) {
+    /// Reconnects the session with `reconnect` when its link breaks (instead of losing
+    /// it at once).
+    pub(crate) fn set_reconnect(&self, reconnect: Reconnect) {
+        let _ = self.reconnect.set(reconnect);
+    }
+
+    /// A link of this session closed. If it was the one in use, the session reconnects
+    /// (its calls in flight have failed; new messages wait for the new link), or is
+    /// lost when it cannot.
+    fn link_closed(self: &std::sync::Arc<Self>, closed: &Link) {
         let current = {
-            let link = self.link.read();
-            link.as_ref().is_some_and(|l| std::ptr::eq(&**l, closed))
+            let mut link = self.link.write();
+            let current = link.as_ref().is_some_and(|l| std::ptr::eq(&**l, closed));
+            if current && self.reconnect.get().is_some() && !self.is_lost() {
+                *link = None;
+            }
+            current
         };
-        if current {
-            self.lose();
+        if !current {
+            return;
+        }
+        match self.reconnect.get() {
+            Some(reconnect) if !self.is_lost() => reconnect(self.clone()),
+            _ => self.lose(),
         }
     }
 
