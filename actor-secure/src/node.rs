@@ -144,9 +144,19 @@ pub struct NodeBuilder {
     reserved: Vec<String>,
     seeds: Vec<String>,
     membership: MembershipConfig,
+    reconnect_within: Duration,
 }
 
 impl NodeBuilder {
+    /// How long a session whose link broke keeps trying to reconnect before the other
+    /// node counts as lost (default 3 s): its references wait for the new link meanwhile,
+    /// and its watchers hear nothing unless it fails. `Duration::ZERO` makes a broken
+    /// link lose the node at once.
+    pub fn reconnect_within(mut self, d: Duration) -> Self {
+        self.reconnect_within = d;
+        self
+    }
+
     /// Nodes to join the cluster through (repeatable; `host:port`). The node keeps
     /// trying, with backoff, until one answers; then membership finds the others.
     pub fn seeds<S: Into<String>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
@@ -304,6 +314,7 @@ impl NodeBuilder {
             agent_ids: Mutex::new(HashMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
             retired: std::sync::atomic::AtomicU64::new(0),
+            reconnect_within: self.reconnect_within,
             exports: Mutex::new(Exports::default()),
             links: Mutex::new(Links::default()),
             tasks: Mutex::new(JoinSet::new()),
@@ -385,6 +396,8 @@ struct Inner {
     /// Members this node could not dial: when it may try again, and how many times in
     /// a row it failed (the wait doubles from 100 ms up to 5 s).
     dial_failed: Mutex<HashMap<[u8; 32], (Instant, u32)>>,
+    /// How long a broken session tries to reconnect.
+    reconnect_within: Duration,
     /// Duplicate links this node has retired (see `retire`).
     retired: std::sync::atomic::AtomicU64,
     /// Set when the node starts shutting down: it takes no new links from then on.
@@ -495,7 +508,7 @@ const MAX_CONNECTING: usize = 256;
 /// to them still work but do not compare equal).
 const MAX_REMOTE_IDS: usize = 65_536;
 
-/// How long a session whose link broke tries to reconnect before it is lost.
+/// How long a session whose link broke tries to reconnect before it is lost, by default.
 const RECONNECT_WITHIN: Duration = Duration::from_secs(3);
 
 /// Two links opened within this long of each other count as opened at the same time.
@@ -662,8 +675,8 @@ impl Inner {
     fn reconnector(self: &Arc<Self>) -> link::Reconnect {
         let node = Arc::downgrade(self);
         Box::new(move |peer| match node.upgrade() {
-            Some(n) => n.spawn(reconnect(node.clone(), peer)),
-            None => peer.lose(),
+            Some(n) if !n.reconnect_within.is_zero() => n.spawn(reconnect(node.clone(), peer)),
+            _ => peer.lose(),
         })
     }
 
@@ -1181,6 +1194,7 @@ impl Node {
             reserved: Vec::new(),
             seeds: Vec::new(),
             membership: MembershipConfig::default(),
+            reconnect_within: RECONNECT_WITHIN,
         }
     }
 
@@ -1611,18 +1625,21 @@ async fn join(node: Weak<Inner>, seed: String) {
     }
 }
 
-/// Reconnects a session whose link broke, with backoff, within [`RECONNECT_WITHIN`]:
+/// Reconnects a session whose link broke, with backoff, within the node's
+/// `reconnect_within` ([`RECONNECT_WITHIN`] by default):
 /// its references and watches go on over the new link. A node where nothing listens any
 /// more (its process is gone) ends the session at once, as does a node that comes back as
 /// another run of itself; so does running out of time.
 async fn reconnect(node: Weak<Inner>, peer: Arc<Peer>) {
-    let deadline = Instant::now() + RECONNECT_WITHIN;
+    let within = node.upgrade().map_or(Duration::ZERO, |n| n.reconnect_within);
+    // `Duration::MAX` (or anything past the clock's range) means: keep trying.
+    let deadline = Instant::now().checked_add(within);
     let mut backoff = Duration::from_millis(20);
     loop {
         if peer.is_lost() || peer.link().is_some() {
             return;
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
         let Some(n) = node.upgrade().filter(|_| !left.is_zero()) else {
             peer.lose();
             return;
@@ -1645,7 +1662,7 @@ async fn reconnect(node: Weak<Inner>, peer: Arc<Peer>) {
             Err(_) => {}
         }
         drop(n);
-        tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(backoff.min(left)).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }

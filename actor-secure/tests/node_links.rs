@@ -684,3 +684,32 @@ async fn an_agent_exported_by_sending_its_reference_is_reached_only_with_its_sec
     b.shutdown().await;
     a.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_reconnect_window_a_broken_link_loses_the_node_at_once() {
+    let system = System::new();
+    let (ia, ib) = (Identity::generate(), Identity::generate());
+    let (ida, idb) = (ia.identifier(), ib.identifier());
+    let a = node(&system, ia, TrustPolicy::allow([idb])).await;
+    let b = Node::builder()
+        .identity(ib)
+        .trust(TrustPolicy::allow([ida]))
+        .reconnect_within(Duration::ZERO)
+        .start(&system)
+        .await
+        .unwrap();
+    a.export("store", &system.spawn(Store::default()))
+        .unwrap()
+        .policy("true")
+        .unwrap();
+    let (via, cut) = half_open_proxy(a.addr()).await;
+    let store = b.lookup::<Store>("store", via).await.expect("lookup");
+    assert_eq!(store.put("one".into()).await, Ok(1));
+    cut.notify_waiters();
+    tokio::time::timeout(Duration::from_secs(5), store.stopped())
+        .await
+        .expect("the node is lost as soon as the link breaks");
+    assert_eq!(store.put("two".into()).await, Err(CallError::LinkLost));
+    b.shutdown().await;
+    a.shutdown().await;
+}
