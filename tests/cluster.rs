@@ -185,7 +185,9 @@ async fn child() {
                         }
                     }
                     if !env("TROUPE_TRAFFIC").is_empty() {
-                        // Membership traffic at rest, over 5 s.
+                        // Membership traffic at rest: once the news of the joins has
+                        // been passed on, over 5 s.
+                        tokio::time::sleep(Duration::from_secs(5)).await;
                         let (p0, b0) = node.membership_traffic();
                         tokio::time::sleep(Duration::from_secs(5)).await;
                         let (p1, b1) = node.membership_traffic();
@@ -628,7 +630,7 @@ async fn twenty_nodes_converge_and_find_works_from_each() {
     let mut packets = Vec::new();
     let mut bytes = Vec::new();
     for child in &children {
-        let traffic = child.expect("TRAFFIC", Duration::from_secs(20));
+        let traffic = child.expect("TRAFFIC", Duration::from_secs(30));
         let mut it = traffic.split_whitespace();
         packets.push(it.next().and_then(|p| p.parse::<f64>().ok()).expect("packets"));
         bytes.push(it.next().and_then(|b| b.parse::<f64>().ok()).expect("bytes"));
