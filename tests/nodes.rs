@@ -135,6 +135,18 @@ impl Watcher {
     }
 }
 
+/// The notices `watcher` has had, once it has one (or `within` has passed).
+async fn downs_within(watcher: &ActorRef<Watcher>, within: Duration) -> Vec<StopReason> {
+    let started = Instant::now();
+    loop {
+        let downs = watcher.downs().await.expect("call");
+        if !downs.is_empty() || started.elapsed() >= within {
+            return downs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The child: a node that trusts `TROUPE_TRUST` and exports a supervised `Counter`.
 async fn child() {
     let trusted: Identifier = std::env::var("TROUPE_TRUST")
@@ -319,14 +331,7 @@ async fn a_remote_agent_that_stops_fires_monitors_with_its_reason() {
     tokio::time::timeout(Duration::from_secs(5), temp.stopped())
         .await
         .expect("stopped() resolves when the remote agent stops");
-    let mut downs = Vec::new();
-    for _ in 0..100 {
-        downs = watcher.downs().await.expect("call");
-        if !downs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let downs = downs_within(&watcher, Duration::from_millis(2000)).await;
     assert_eq!(downs, vec![StopReason::Error("asked to quit".into())]);
     assert!(!temp.is_alive());
     // Its node is still there: other agents on it are served.
@@ -352,14 +357,7 @@ async fn a_link_to_a_remote_agent_carries_exits_both_ways() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The local agent crashes: the remote agent it is linked to stops too.
     assert!(matches!(linker.crash().await, Err(CallError::Panicked(_))));
-    let mut downs = Vec::new();
-    for _ in 0..250 {
-        downs = watcher.downs().await.expect("call");
-        if !downs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let downs = downs_within(&watcher, Duration::from_millis(5000)).await;
     assert_eq!(
         downs,
         vec![StopReason::Error("a linked agent on its node crashed".into())]
@@ -428,14 +426,7 @@ async fn killing_a_node_fails_calls_in_flight_and_fires_monitors() {
         .await
         .expect("stopped() resolves once the node is lost");
     assert!(!counter.is_alive());
-    let mut downs = Vec::new();
-    for _ in 0..50 {
-        downs = watcher.downs().await.expect("call");
-        if !downs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let downs = downs_within(&watcher, Duration::from_millis(1000)).await;
     assert_eq!(downs, vec![StopReason::NodeLost]);
     println!(
         "    call failed and monitor fired {:?} after SIGKILL",
