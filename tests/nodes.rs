@@ -83,6 +83,10 @@ impl Asker {
     async fn ask(&self, counter: ActorRef<Counter>) -> Option<String> {
         counter.who_agent().await.ok().flatten()
     }
+    #[handle]
+    async fn try_ask(&self, counter: ActorRef<Counter>) -> Result<Option<String>, CallError> {
+        counter.who_agent().await
+    }
 }
 
 /// Another agent type, for lookups of the wrong protocol.
@@ -173,6 +177,12 @@ async fn child() {
         .expect("export")
         .policy("true")
         .expect("policy");
+    // Only the parent's agent registered as "asker" may call this one.
+    let asker = std::env::var("TROUPE_AGENT").expect("TROUPE_AGENT");
+    node.export("asker-only", &system.spawn(Counter::default()))
+        .expect("export")
+        .policy(format!(r#"agent = "{asker}""#))
+        .expect("policy");
     println!("NODE {} {}", node.addr(), node.identifier());
     // Serve until the parent closes our stdin (or kills us).
     let _ = tokio::task::spawn_blocking(|| {
@@ -198,6 +208,10 @@ impl ChildNode {
         let mut process = Command::new(std::env::current_exe().expect("own path"))
             .env("TROUPE_TEST_NODE", "1")
             .env("TROUPE_TRUST", trusts.identifier().to_string())
+            .env(
+                "TROUPE_AGENT",
+                trusts.derive_agent("asker").identifier().to_string(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -251,11 +265,31 @@ async fn calls_casts_and_timeouts() {
     assert_eq!(counter.who_agent().await, Ok(None), "not called from an agent");
     let asker = system.spawn(Asker);
     assert_eq!(asker.ask(counter.clone()).await, Ok(None), "an unnamed agent");
+    let only = node
+        .lookup::<Counter>("asker-only", child.addr)
+        .await
+        .expect("lookup");
+    assert_eq!(
+        only.who_agent().await,
+        Err(CallError::Denied),
+        "not from an agent"
+    );
+    assert_eq!(
+        asker.try_ask(only.clone()).await,
+        Ok(Err(CallError::Denied)),
+        "unnamed"
+    );
     system.register("asker", &asker).expect("register");
     assert_eq!(
         asker.ask(counter.clone()).await,
         Ok(Some(asker_id.to_string())),
         "the named agent's identity, derived from its node's"
+    );
+    // Access policies see it as `subject.agent`.
+    assert_eq!(
+        asker.try_ask(only).await,
+        Ok(Ok(Some(asker_id.to_string()))),
+        "the policy lets this agent in"
     );
     let local = system.spawn(Counter::default());
     assert_eq!(local.who().await, Ok(None), "a local call has no remote caller");

@@ -21,8 +21,9 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Longest attribute value, in bytes.
 pub const MAX_VALUE_LEN: usize = 1024;
 /// Attribute names that a credential may never set: the node sets them itself from what
-/// it verified (`subject.identifier`, `subject.has_credential`).
-pub const RESERVED_ATTRIBUTES: [&str; 2] = ["identifier", "has_credential"];
+/// it verified (`subject.identifier`, `subject.has_credential`, and `subject.agent`, the
+/// calling agent its node named).
+pub const RESERVED_ATTRIBUTES: [&str; 3] = ["identifier", "has_credential", "agent"];
 
 /// Version byte of the encoded credential.
 const CREDENTIAL_VERSION: u8 = 1;

@@ -504,6 +504,17 @@ impl Drop for DialGate<'_> {
 /// agents arrived (a peer could otherwise make it dial without end).
 const MAX_CONNECTING: usize = 256;
 
+/// What a remote message is for, as access policies see it.
+#[derive(Clone, Copy)]
+struct Resource<'a> {
+    /// The exported agent's type.
+    agent: &'a str,
+    /// The handler.
+    handler: &'a str,
+    /// A call (or a cast).
+    call: bool,
+}
+
 /// How many distinct agents of one node this node gives an id to (beyond, references
 /// to them still work but do not compare equal).
 const MAX_REMOTE_IDS: usize = 65_536;
@@ -1157,7 +1168,14 @@ impl Inner {
     }
 
     /// The policy environment of a message from `link` to `export`'s `handler`.
-    fn environment(&self, link: &Link, export: &str, agent: &str, handler: &str, call: bool) -> Environment {
+    fn environment(
+        &self,
+        link: &Link,
+        caller: &actor_core::Caller,
+        export: &str,
+        target: &Resource,
+    ) -> Environment {
+        let Resource { agent, handler, call } = *target;
         let mut env = Environment::new();
         let now = crate::agent::unix_secs(std::time::SystemTime::now());
         match link.credential() {
@@ -1166,6 +1184,9 @@ impl Inner {
             _ => env.insert("subject.has_credential", false),
         }
         env.insert("subject.identifier", link.peer.to_string());
+        if let Some(agent) = caller.agent_bytes() {
+            env.insert("subject.agent", Identifier::from_bytes(*agent).to_string());
+        }
         env.insert("resource.name", export);
         env.insert("resource.agent", agent);
         env.insert("action.handler", handler);
@@ -2243,7 +2264,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let kind = if call { "call" } else { "cast" };
             // Decisions are cached per link, export and handler until a policy or the
             // peer's credential changes, or the credential expires.
-            let key = (slot, handler, call);
+            let key = (slot, handler, call, caller.agent_bytes().copied());
             let generation = node.policy_generation.load(std::sync::atomic::Ordering::Acquire);
             let now = crate::agent::unix_secs(std::time::SystemTime::now());
             let cached = link.cached_decision(key, generation, now);
@@ -2255,7 +2276,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let allowed = match cached {
                 Some(allowed) => allowed,
                 None => {
-                    let env = self.environment(node, link, handler, call);
+                    let env = self.environment(node, link, &caller, handler, call);
                     let allowed = policy.as_ref().is_some_and(|p| p.decide(&env).is_allowed());
                     let until = link
                         .credential()
@@ -2268,7 +2289,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let decision = if allowed {
                 Decision::Allow
             } else {
-                let env = self.environment(node, link, handler, call);
+                let env = self.environment(node, link, &caller, handler, call);
                 match &policy {
                     Some(p) => p.decide(&env),
                     None => Decision::Deny(actor_abac::Denial::False),
@@ -2311,8 +2332,20 @@ impl<A: RemoteAgent> Exported for Export<A> {
 
 impl<A: RemoteAgent> Export<A> {
     /// The node's environment for this message, with the export's own attributes.
-    fn environment(&self, node: &Inner, link: &Link, handler: &str, call: bool) -> Environment {
-        let mut env = node.environment(link, &self.policies.name, self.protocol.name(), handler, call);
+    fn environment(
+        &self,
+        node: &Inner,
+        link: &Link,
+        caller: &actor_core::Caller,
+        handler: &str,
+        call: bool,
+    ) -> Environment {
+        let target = Resource {
+            agent: self.protocol.name(),
+            handler,
+            call,
+        };
+        let mut env = node.environment(link, caller, &self.policies.name, &target);
         for (name, value) in self
             .policies
             .attributes

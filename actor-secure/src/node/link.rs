@@ -455,8 +455,11 @@ pub(crate) struct Link {
     decisions: Mutex<HashMap<DecisionKey, CachedDecision>>,
 }
 
-/// (export slot, handler, is a call).
-pub(crate) type DecisionKey = (u32, &'static str, bool);
+/// (export slot, handler, is a call, the calling agent its node named).
+pub(crate) type DecisionKey = (u32, &'static str, bool, Option<[u8; 32]>);
+
+/// How many access decisions a link keeps (beyond, the table starts over).
+const MAX_DECISIONS: usize = 4096;
 /// (allowed, policy generation, credential generation, valid until in Unix seconds).
 pub(crate) type CachedDecision = (bool, u64, u64, u64);
 
@@ -549,10 +552,12 @@ impl Link {
     }
 
     pub(crate) fn cache_decision(&self, key: DecisionKey, entry: CachedDecision) {
-        self.decisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, entry);
+        let mut decisions = self.decisions.lock().unwrap_or_else(PoisonError::into_inner);
+        // A peer naming ever more calling agents cannot grow the table without end.
+        if decisions.len() >= MAX_DECISIONS && !decisions.contains_key(&key) {
+            decisions.clear();
+        }
+        decisions.insert(key, entry);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
