@@ -58,6 +58,8 @@ pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
 
 /// Access control: attributes and policies (see the `actor-abac` crate).
 pub use actor_abac as abac;
+/// Testing agents: [`Probe`](testing::Probe), a stand-in that records what it receives.
+pub use actor_core::testing;
 /// Identities and secure channels (see the `actor-secure` crate).
 pub use actor_secure as secure;
 

@@ -94,6 +94,11 @@ pub trait RemoteTarget<A: Agent>: Send + Sync + 'static {
     fn link_from(&self, from: ActorId);
     /// The local agent `from`, linked to this agent, ended with `reason`.
     fn linked_exit(&self, from: ActorId, reason: crate::StopReason);
+    /// What a call gets when the target no longer takes messages (for an agent on
+    /// another node: its link is gone).
+    fn closed_error(&self) -> crate::CallError {
+        crate::CallError::LinkLost
+    }
 }
 
 /// The untyped core of a reference; generated clients wrap it. Not for direct use.

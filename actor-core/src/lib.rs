@@ -22,6 +22,7 @@ mod request;
 mod runner;
 mod supervisor;
 mod system;
+pub mod testing;
 mod timer;
 
 pub use actor_ref::{ActorId, ActorRef};

@@ -160,12 +160,10 @@ impl<A: Agent, R> Future for Request<A, R> {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_closed)) => {
                     // For an agent on another node, "closed" means its link is gone.
-                    let remote = this.target.remote().is_some();
-                    return Poll::Ready(Err(if remote {
-                        CallError::LinkLost
-                    } else {
-                        CallError::Stopped
-                    }));
+                    return Poll::Ready(Err(this
+                        .target
+                        .remote()
+                        .map_or(CallError::Stopped, |r| r.closed_error())));
                 }
                 Poll::Pending => {
                     // The mailbox is full: keep the message for the next try.

@@ -1,0 +1,177 @@
+//! `troupe::testing::Probe`: a stand-in agent that records what it receives.
+#![allow(missing_docs, missing_debug_implementations, unreachable_pub)] // test fixtures, not API
+
+use std::time::Duration;
+
+use troupe::prelude::*;
+use troupe::testing::{Probe, ProbeError};
+
+const SOON: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
+pub struct Counter {
+    n: u64,
+}
+
+#[agent]
+impl Counter {
+    #[handle]
+    fn add(&mut self, n: u64) {
+        self.n += n;
+    }
+    #[handle]
+    fn get(&self) -> u64 {
+        self.n
+    }
+}
+
+// ANCHOR: tally
+/// The agent under test: it talks to a counter.
+pub struct Tally {
+    counter: ActorRef<Counter>,
+}
+
+#[agent]
+impl Tally {
+    /// Adds `n` to the counter, then says the total plus one.
+    #[handle]
+    async fn bump(&self, n: u64) -> Result<u64, CallError> {
+        self.counter.add(n).cast().await.map_err(|_| CallError::Stopped)?;
+        Ok(self.counter.get().await? + 1)
+    }
+}
+// ANCHOR_END: tally
+
+// ANCHOR: probe
+#[tokio::test]
+async fn a_probe_sees_what_an_agent_sends_and_answers_for_the_real_one() {
+    let system = System::new();
+    let mut probe = Probe::<Counter>::new();
+    let tally = system.spawn(Tally {
+        counter: probe.reference(),
+    });
+    let bumped = tokio::spawn({
+        let tally = tally.clone();
+        async move { tally.bump(5).await }
+    });
+    let added = probe.expect_cast(SOON).await.expect("the cast");
+    assert!(matches!(added, CounterMsg::Add { n: 5 }));
+    let (asked, reply) = probe.expect_call(SOON).await.expect("the call");
+    assert!(matches!(asked, CounterMsg::Get));
+    reply.reply(CounterReply::Get(41));
+    assert_eq!(
+        bumped.await.unwrap(),
+        Ok(Ok(42)),
+        "the agent used the probe's answer"
+    );
+    probe
+        .expect_no_message(Duration::from_millis(50))
+        .await
+        .expect("nothing more");
+    system.shutdown().await;
+}
+// ANCHOR_END: probe
+
+#[tokio::test]
+async fn expectations_fail_clearly() {
+    let mut probe = Probe::<Counter>::new();
+    let counter = probe.reference();
+    assert_eq!(
+        probe.expect_cast(Duration::from_millis(20)).await.err(),
+        Some(ProbeError::Timeout)
+    );
+    let call = tokio::spawn({
+        let counter = counter.clone();
+        async move { counter.get().await }
+    });
+    assert!(matches!(
+        probe.expect_cast(SOON).await,
+        Err(ProbeError::Unexpected(_))
+    ));
+    assert_eq!(
+        call.await.unwrap(),
+        Err(CallError::NoReply),
+        "the call taken and dropped fails, it does not hang"
+    );
+    counter.add(1).try_cast().expect("room");
+    assert!(matches!(
+        probe.expect_call(SOON).await,
+        Err(ProbeError::Unexpected(_))
+    ));
+    counter.add(2).try_cast().expect("room");
+    assert!(matches!(
+        probe.expect_no_message(SOON).await,
+        Err(ProbeError::Unexpected(_))
+    ));
+    // A call can be failed on purpose.
+    let call = tokio::spawn({
+        let counter = counter.clone();
+        async move { counter.get().await }
+    });
+    let (_, reply) = probe.expect_call(SOON).await.expect("the call");
+    reply.fail(CallError::Panicked("on purpose".into()));
+    assert_eq!(call.await.unwrap(), Err(CallError::Panicked("on purpose".into())));
+}
+
+#[derive(Default)]
+pub struct Watcher {
+    downs: Vec<StopReason>,
+}
+
+#[agent]
+impl Watcher {
+    #[handle]
+    fn watch(&mut self, target: ActorRef<Counter>, ctx: &mut Context<Self>) {
+        ctx.monitor(&target);
+    }
+    #[handle]
+    fn downs(&self) -> Vec<StopReason> {
+        self.downs.clone()
+    }
+    #[on_down]
+    fn down(&mut self, down: Down) {
+        self.downs.push(down.reason);
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_probe_is_a_stopped_agent_and_a_full_one_pushes_back() {
+    let system = System::new();
+    let probe = Probe::<Counter>::new();
+    let counter = probe.reference();
+    // Bounded, like a mailbox.
+    let mut taken = 0;
+    while counter.add(1).try_cast().is_ok() {
+        taken += 1;
+        assert!(taken <= 100_000, "a probe holds a bounded number of messages");
+    }
+    assert!(counter.add(1).try_cast().unwrap_err().is_full());
+    let watcher = system.spawn(Watcher::default());
+    watcher.watch(counter.clone()).await.unwrap();
+    let waiting = tokio::spawn({
+        let counter = counter.clone();
+        async move { counter.get().await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(probe);
+    assert_eq!(
+        waiting.await.unwrap(),
+        Err(CallError::Stopped),
+        "a waiting call ends"
+    );
+    assert_eq!(counter.get().await, Err(CallError::Stopped));
+    assert!(!counter.is_alive());
+    tokio::time::timeout(SOON, counter.stopped())
+        .await
+        .expect("stopped() resolves");
+    let mut downs = Vec::new();
+    for _ in 0..100 {
+        downs = watcher.downs().await.unwrap();
+        if !downs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(downs, vec![StopReason::Normal]);
+    system.shutdown().await;
+}
