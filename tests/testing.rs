@@ -175,3 +175,52 @@ async fn a_dropped_probe_is_a_stopped_agent_and_a_full_one_pushes_back() {
     assert_eq!(downs, vec![StopReason::Normal]);
     system.shutdown().await;
 }
+
+/// Counts ticks of an interval, and answers slowly when asked to.
+#[derive(Default)]
+pub struct Clock {
+    ticks: u64,
+}
+
+#[agent]
+impl Clock {
+    #[on_start]
+    fn start(&mut self, ctx: &mut Context<Self>) {
+        ctx.interval(Duration::from_secs(60), || ClockMsg::Tick);
+    }
+    #[handle]
+    fn tick(&mut self) {
+        self.ticks += 1;
+    }
+    #[handle]
+    fn ticks(&self) -> u64 {
+        self.ticks
+    }
+    #[handle]
+    async fn slow(&self, secs: u64) -> u64 {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        secs
+    }
+}
+
+// ANCHOR: virtual_time
+/// Agents' timers, intervals and call timeouts run on tokio's clock, so a test on paused
+/// time covers hours in microseconds.
+#[tokio::test(start_paused = true)]
+async fn timers_and_timeouts_follow_paused_time() {
+    let system = System::new();
+    let clock = system.spawn(Clock::default());
+    assert_eq!(clock.ticks().await, Ok(0));
+    let started = std::time::Instant::now();
+    // An hour of a one-minute interval: on paused time, a sleep jumps from timer to
+    // timer whenever every task waits. (`tokio::time::advance` jumps the whole hour at
+    // once instead, and an interval that falls behind delays its ticks: one tick.)
+    tokio::time::sleep(Duration::from_secs(3600) + Duration::from_millis(1)).await;
+    assert_eq!(clock.ticks().await, Ok(60));
+    // A call that would take a day times out after a minute, at once.
+    let late = clock.slow(86_400).timeout(Duration::from_secs(60)).await;
+    assert_eq!(late, Err(CallError::Timeout));
+    assert!(started.elapsed() < Duration::from_secs(5), "no real hour went by");
+    system.shutdown().await;
+}
+// ANCHOR_END: virtual_time
