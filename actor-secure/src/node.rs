@@ -2555,8 +2555,14 @@ impl<A: RemoteAgent> RemoteRef<A> {
     /// lock: a large message must not hold up other senders while it is encoded.
     fn serialize(&self, msg: &A::Msg) -> Result<Vec<u8>, String> {
         let mut out = vec![0u8; link::HEADER_LEN];
-        // The calling agent, when its node names it, comes first.
-        if let Some(agent) = self.node.upgrade().and_then(|n| n.calling_agent()) {
+        // The calling agent, when its node names it, comes first. (Only a send from
+        // inside an agent touches the node: the rest do not contend on its count.)
+        let in_agent = actor_core::__private::current_agent().is_some();
+        if let Some(agent) = in_agent
+            .then(|| self.node.upgrade())
+            .flatten()
+            .and_then(|n| n.calling_agent())
+        {
             out[0] = link::FROM_AGENT;
             out.extend_from_slice(agent.as_bytes());
         }
