@@ -65,7 +65,10 @@ pub use identity::{FileKind, Identity, IdentityError, IdentityFileError, PublicI
 pub use limiter::{HandshakeLimiter, HandshakePermit};
 pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
 pub use listener::{ListenerConfig, SecureListener};
-pub use node::{CallerIdentity, ClusterMember, ExportHandle, MembershipConfig, Node, NodeBuilder, NodeError};
+pub use node::{
+    CallerIdentity, ClusterMember, ExportHandle, Inlet, MembershipConfig, Node, NodeBuilder, NodeError,
+    OutletHandle, PortalConfig, PortalStream,
+};
 pub use trust::TrustPolicy;
 
 /// Used by the code `#[agent(remote)]` generates. Not a public API.

@@ -9,8 +9,10 @@
 //! reference between them.
 
 mod link;
+mod portal;
 mod swim;
 
+pub use portal::{Inlet, OutletHandle, PortalConfig, PortalStream};
 pub use swim::MembershipConfig;
 
 use std::collections::{HashMap, VecDeque};
@@ -78,6 +80,15 @@ pub enum NodeError {
     NotExported(String),
     /// The node sets this export attribute itself (`name`, `agent`).
     ReservedAttribute(String),
+    /// The other node's access policy denied this (its audit log says why).
+    Denied,
+    /// The other node has no outlet of this name.
+    NoSuchOutlet(String),
+    /// The other node refused to open a portal connection: its outlet could not reach
+    /// its service, or it carries as many connections as it may.
+    Refused(String),
+    /// This node already has an outlet of this name.
+    AlreadyAnOutlet(String),
 }
 
 impl fmt::Display for NodeError {
@@ -98,6 +109,10 @@ impl fmt::Display for NodeError {
             NodeError::Policy(e) => write!(f, "invalid policy {e}"),
             NodeError::NotExported(name) => write!(f, "nothing is exported as `{name}` here"),
             NodeError::ReservedAttribute(name) => write!(f, "`resource.{name}` is set by the node"),
+            NodeError::Denied => f.write_str("denied by the other node's access policy"),
+            NodeError::NoSuchOutlet(name) => write!(f, "no outlet named `{name}`"),
+            NodeError::Refused(why) => write!(f, "the other node refused the connection: {why}"),
+            NodeError::AlreadyAnOutlet(name) => write!(f, "an outlet is already named `{name}`"),
         }
     }
 }
@@ -145,9 +160,16 @@ pub struct NodeBuilder {
     seeds: Vec<String>,
     membership: MembershipConfig,
     reconnect_within: Duration,
+    portals: PortalConfig,
 }
 
 impl NodeBuilder {
+    /// Windows, bounds and timeouts of the node's portals (inlets and outlets).
+    pub fn portals(mut self, config: PortalConfig) -> Self {
+        self.portals = config;
+        self
+    }
+
     /// How long a session whose link broke keeps trying to reconnect before the other
     /// node counts as lost (default 3 s): its references wait for the new link meanwhile,
     /// and its watchers hear nothing unless it fails. `Duration::ZERO` makes a broken
@@ -320,6 +342,8 @@ impl NodeBuilder {
             tasks: Mutex::new(JoinSet::new()),
             system: system.clone(),
             groups: Mutex::new(SharedGroups::default()),
+            portals: self.portals,
+            outlets: Mutex::new(HashMap::new()),
         });
         let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
         let weak = Arc::downgrade(&inner);
@@ -414,6 +438,9 @@ struct Inner {
     system: System,
     /// Cluster-wide groups.
     groups: Mutex<SharedGroups>,
+    portals: PortalConfig,
+    /// The TCP services this node lets peers reach, by name.
+    outlets: Mutex<HashMap<String, Arc<portal::Outlet>>>,
 }
 
 /// Cluster-wide groups: this node's members, as other nodes are told of them, and
@@ -1216,6 +1243,7 @@ impl Node {
             seeds: Vec::new(),
             membership: MembershipConfig::default(),
             reconnect_within: RECONNECT_WITHIN,
+            portals: PortalConfig::default(),
         }
     }
 
@@ -2007,6 +2035,23 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                 _ => break "reply without a status".into(),
             },
             Kind::Found => link.complete(frame.id, Ok(frame.payload)),
+            Kind::PortalOpen => match node.portal_open(&link, frame.id, frame.payload) {
+                Ok(Some(refusal)) => {
+                    if link.outbox.push(refusal).await.is_err() {
+                        break "link closed".into();
+                    }
+                }
+                Ok(None) => {}
+                Err(why) => break why.into(),
+            },
+            Kind::PortalData | Kind::PortalCredit | Kind::PortalClose => {
+                if let Err(why) = link
+                    .portals
+                    .frame(frame.kind, frame.id, frame.slot, frame.payload)
+                {
+                    break why.into();
+                }
+            }
             Kind::Credential => {
                 // Each one costs a signature check: a peer that floods them loses its link.
                 if !link.take_credential_budget() {

@@ -60,6 +60,14 @@ pub(crate) enum Kind {
     Link = 14,
     /// That linked agent ended; payload as for `Link`, then a [`RemoteStop`].
     LinkExit = 15,
+    /// Open a portal stream to an outlet (see `portal`); answered by a `Reply`.
+    PortalOpen = 16,
+    /// Bytes of a portal stream.
+    PortalData = 17,
+    /// Window given back on a portal stream.
+    PortalCredit = 18,
+    /// A portal stream's half-close (0) or abort (1).
+    PortalClose = 19,
 }
 
 /// How many links into this node's agents one node may hold.
@@ -103,6 +111,10 @@ impl Kind {
             13 => Kind::Group,
             14 => Kind::Link,
             15 => Kind::LinkExit,
+            16 => Kind::PortalOpen,
+            17 => Kind::PortalData,
+            18 => Kind::PortalCredit,
+            19 => Kind::PortalClose,
             _ => return None,
         })
     }
@@ -453,6 +465,8 @@ pub(crate) struct Link {
     /// Access decisions for (export slot, handler, is a call), with what they depended
     /// on: allowed, policy generation, credential generation, valid until (Unix s).
     decisions: Mutex<HashMap<DecisionKey, CachedDecision>>,
+    /// The portal connections this link carries.
+    pub(crate) portals: super::portal::Streams,
 }
 
 /// (export slot, handler, is a call, the calling agent its node named).
@@ -505,6 +519,7 @@ impl Link {
             credential_generation: AtomicU64::new(0),
             credential_budget: Mutex::new((CREDENTIAL_BURST, std::time::Instant::now())),
             decisions: Mutex::new(HashMap::new()),
+            portals: super::portal::Streams::default(),
         }
     }
 
@@ -616,6 +631,7 @@ impl Link {
             waiter.complete(Err(CallError::LinkLost));
         }
         self.outbox.close();
+        self.portals.abort_all();
         self.attached.notify_waiters();
         let peer = self
             .peer_state
@@ -658,7 +674,8 @@ impl Link {
     }
 
     /// Whether nothing is in flight on the link: no call waits for a reply, none from
-    /// the peer is running here, and nothing waits to go out.
+    /// the peer is running here, nothing waits to go out, and no portal connection is
+    /// open.
     pub(crate) fn is_quiet(&self) -> bool {
         self.waiting
             .lock()
@@ -666,6 +683,7 @@ impl Link {
             .is_empty()
             && self.inbound.available_permits() == self.max_inbound
             && self.outbox.is_empty()
+            && self.portals.is_empty()
     }
 }
 
