@@ -1,43 +1,12 @@
 //! Runs `examples/cluster.rs` in its all-in-one mode (three nodes in three processes)
 //! through `cargo run`, and checks that it tells the whole story and exits by itself.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+#[path = "support/run_example.rs"]
+mod run_example;
 
 #[test]
 fn the_cluster_example_shares_work_survives_a_killed_node_and_exits() {
-    let mut child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--example", "cluster"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("cargo runs");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    // Generous: the first run may wait for cargo to build the example.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the example did not finish within 120 s; it said:\n{}",
-                reader.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = reader.join().expect("stdout reader");
-    assert!(status.success(), "the example failed ({status}); it said:\n{out}");
+    let out = run_example::run_example("cluster", &[]);
 
     let expected = [
         // Work done on all three nodes, each in its own process.

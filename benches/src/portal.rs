@@ -1,0 +1,122 @@
+//! Portal throughput against a direct loopback TCP copy (issue 12).
+//!
+//! A sink service reads and discards; a client writes 256 MiB to it in 64 KiB chunks,
+//! either directly or through an inlet on one node and an outlet on another (both nodes
+//! in this process, on one runtime of 2 workers, like every row here). The time runs
+//! until the sink has read the last byte. Rounds alternate between the two so that the
+//! machine's noise falls on both; the medians are printed.
+//!
+//! ```text
+//! cargo run --release --manifest-path benches/Cargo.toml --bin portal-bench [-- ROUNDS]
+//! ```
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use troupe::secure::{Identity, Node, TrustPolicy};
+use troupe::System;
+
+const TOTAL: usize = 256 << 20;
+const CHUNK: usize = 64 * 1024;
+
+/// A service that reads everything and, at end of file, answers with one byte.
+async fn sink() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; CHUNK];
+                while let Ok(n) = tcp.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let _ = tcp.write_all(&[1]).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Writes `TOTAL` bytes to `addr` in 64 KiB chunks, half-closes, waits for the sink's
+/// byte: the elapsed time.
+async fn copy(addr: SocketAddr) -> Duration {
+    let chunk = vec![0x5au8; CHUNK];
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < TOTAL {
+        tcp.write_all(&chunk).await.expect("write");
+        sent += CHUNK;
+    }
+    tcp.shutdown().await.expect("half-close");
+    let mut done = [0u8; 1];
+    tcp.read_exact(&mut done).await.expect("the sink read everything");
+    started.elapsed()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let system = System::new();
+        let service = sink().await;
+        let (ia, ib) = (Identity::generate(), Identity::generate());
+        let (ida, idb) = (ia.identifier(), ib.identifier());
+        let a = Node::builder()
+            .identity(ia)
+            .trust(TrustPolicy::allow([idb]))
+            .start(&system)
+            .await
+            .expect("node a");
+        let b = Node::builder()
+            .identity(ib)
+            .trust(TrustPolicy::allow([ida]))
+            .start(&system)
+            .await
+            .expect("node b");
+        a.outlet("sink", service.to_string())
+            .expect("outlet")
+            .policy("true")
+            .expect("policy");
+        let inlet = b.inlet("127.0.0.1:0", a.addr(), "sink").await.expect("inlet");
+        // Warm up both paths (and the link).
+        copy(service).await;
+        copy(inlet.addr()).await;
+        let (mut direct, mut portal) = (Vec::new(), Vec::new());
+        let mib = (TOTAL >> 20) as f64;
+        for round in 0..rounds {
+            let d = copy(service).await.as_secs_f64();
+            let p = copy(inlet.addr()).await.as_secs_f64();
+            println!(
+                "round {round}: direct {:.0} MiB/s, portal {:.0} MiB/s",
+                mib / d,
+                mib / p
+            );
+            direct.push(mib / d);
+            portal.push(mib / p);
+        }
+        let (d, p) = (median(direct), median(portal));
+        println!();
+        println!("| path | MiB/s (median of {rounds}) |");
+        println!("|---|---|");
+        println!("| direct loopback TCP, 64 KiB writes | {d:.0} |");
+        println!("| through an inlet and an outlet (encrypted link) | {p:.0} |");
+        println!("| portal / direct | {:.0}% |", 100.0 * p / d);
+        b.shutdown().await;
+        a.shutdown().await;
+    });
+}
