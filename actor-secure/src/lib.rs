@@ -65,9 +65,11 @@ pub use identity::{FileKind, Identity, IdentityError, IdentityFileError, PublicI
 pub use limiter::{HandshakeLimiter, HandshakePermit};
 pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
 pub use listener::{ListenerConfig, SecureListener};
+#[doc(hidden)]
+pub use node::RelayTap;
 pub use node::{
     CallerIdentity, ClusterMember, ExportHandle, Inlet, MembershipConfig, Node, NodeBuilder, NodeError,
-    OutletHandle, PortalConfig, PortalStream,
+    OutletHandle, PortalConfig, PortalStream, Registration, RelayHandle, Route,
 };
 pub use trust::TrustPolicy;
 

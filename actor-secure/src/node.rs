@@ -10,9 +10,13 @@
 
 mod link;
 mod portal;
+mod relay;
 mod swim;
 
 pub use portal::{Inlet, OutletHandle, PortalConfig, PortalStream};
+#[doc(hidden)]
+pub use relay::RelayTap;
+pub use relay::{Registration, RelayHandle, Route};
 pub use swim::MembershipConfig;
 
 use std::collections::{HashMap, VecDeque};
@@ -89,6 +93,10 @@ pub enum NodeError {
     Refused(String),
     /// This node already has an outlet of this name.
     AlreadyAnOutlet(String),
+    /// Another node holds this name at the relay.
+    NameTaken(String),
+    /// No node is registered under this name at the relay.
+    NoSuchNode(String),
 }
 
 impl fmt::Display for NodeError {
@@ -113,6 +121,8 @@ impl fmt::Display for NodeError {
             NodeError::NoSuchOutlet(name) => write!(f, "no outlet named `{name}`"),
             NodeError::Refused(why) => write!(f, "the other node refused the connection: {why}"),
             NodeError::AlreadyAnOutlet(name) => write!(f, "an outlet is already named `{name}`"),
+            NodeError::NameTaken(name) => write!(f, "another node holds the name `{name}` at the relay"),
+            NodeError::NoSuchNode(name) => write!(f, "no node is registered as `{name}` at the relay"),
         }
     }
 }
@@ -161,9 +171,18 @@ pub struct NodeBuilder {
     membership: MembershipConfig,
     reconnect_within: Duration,
     portals: PortalConfig,
+    relay_tap: Option<relay::Tap>,
 }
 
 impl NodeBuilder {
+    /// Shows every chunk this node forwards as a relay to `tap`, which may change it.
+    /// Only for tests of what a relay can see and do.
+    #[doc(hidden)]
+    pub fn relay_tap(mut self, tap: RelayTap) -> Self {
+        self.relay_tap = Some(relay::Tap(tap));
+        self
+    }
+
     /// Windows, bounds and timeouts of the node's portals (inlets and outlets).
     pub fn portals(mut self, config: PortalConfig) -> Self {
         self.portals = config;
@@ -344,6 +363,7 @@ impl NodeBuilder {
             groups: Mutex::new(SharedGroups::default()),
             portals: self.portals,
             outlets: Mutex::new(HashMap::new()),
+            relays: relay::Relays::new(self.relay_tap.map(|t| t.0)),
         });
         let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
         let weak = Arc::downgrade(&inner);
@@ -441,6 +461,7 @@ struct Inner {
     portals: PortalConfig,
     /// The TCP services this node lets peers reach, by name.
     outlets: Mutex<HashMap<String, Arc<portal::Outlet>>>,
+    relays: relay::Relays,
 }
 
 /// Cluster-wide groups: this node's members, as other nodes are told of them, and
@@ -569,7 +590,7 @@ impl Inner {
 
     /// Starts the tasks of a new link over `ch` (`dialled`: this node opened it); the
     /// link joins a session when the peer's hello arrives.
-    fn install(self: &Arc<Self>, ch: SecureChannel<TcpStream>, dialled: bool) -> Arc<Link> {
+    fn install<IO: LinkIo>(self: &Arc<Self>, ch: SecureChannel<IO>, dialled: bool) -> Arc<Link> {
         let peer = *ch.peer();
         let link = Arc::new(Link::new(
             peer,
@@ -1244,6 +1265,7 @@ impl Node {
             membership: MembershipConfig::default(),
             reconnect_within: RECONNECT_WITHIN,
             portals: PortalConfig::default(),
+            relay_tap: None,
         }
     }
 
@@ -1620,6 +1642,11 @@ impl Node {
     }
 }
 
+/// What a link runs over: a TCP connection, or a stream through a relay.
+trait LinkIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static> LinkIo for T {}
+
 /// Accepts links until the node is gone.
 async fn accept_loop(mut listener: SecureListener, node: Weak<Inner>) {
     while let Ok((ch, from)) = listener.accept().await {
@@ -1693,7 +1720,14 @@ async fn reconnect(node: Weak<Inner>, peer: Arc<Peer>) {
             peer.lose();
             return;
         };
-        match tokio::time::timeout(left, n.link_to(peer.addr, Some(peer.id))).await {
+        // A session through a relay goes back through it.
+        let again = async {
+            match n.route_of(peer.id) {
+                Some((relay, name)) => n.link_via(relay, &name, Some(peer.id)).await,
+                None => n.link_to(peer.addr, Some(peer.id)).await,
+            }
+        };
+        match tokio::time::timeout(left, again).await {
             // The session took the new link, or the node came back as another run (its
             // hello started a new session and ended this one).
             Ok(Ok(_)) => {
@@ -1769,7 +1803,7 @@ fn target_of(msg: &[u8]) -> Option<u32> {
 /// Sends `msg` now, or starts it in pieces, or queues it behind the message in pieces
 /// for the same agent (order per agent is kept; other messages go past).
 async fn send_or_split(
-    writer: &mut ChannelWriter<TcpStream>,
+    writer: &mut ChannelWriter<impl LinkIo>,
     large: &mut VecDeque<InPieces>,
     next_id: &mut u64,
     msg: Vec<u8>,
@@ -1795,7 +1829,7 @@ async fn send_or_split(
 
 /// Writes what the outbox holds, batch by batch, with keepalives when quiet. Large
 /// messages go one piece per round, between the small ones.
-async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
+async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) {
     use futures_util::{FutureExt, StreamExt};
 
     let _closes = CloseOnDrop(link.clone());
@@ -1903,7 +1937,7 @@ async fn write_loop(link: Arc<Link>, mut writer: ChannelWriter<TcpStream>) {
 }
 
 /// Reads and dispatches until the link ends; then fails everything waiting on it.
-async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: Weak<Inner>) {
+async fn read_loop<IO: LinkIo>(link: Arc<Link>, mut reader: ChannelReader<IO>, node: Weak<Inner>) {
     let _closes = CloseOnDrop(link.clone());
     let mut hello = false;
     // Large messages arriving in pieces: (pieces so far, when the first came).
@@ -2044,6 +2078,30 @@ async fn read_loop(link: Arc<Link>, mut reader: ChannelReader<TcpStream>, node: 
                 Ok(None) => {}
                 Err(why) => break why.into(),
             },
+            Kind::RelayRegister => match node.relay_register(&link, frame.id, frame.payload) {
+                Ok(answer) => {
+                    if link.outbox.push(answer).await.is_err() {
+                        break "link closed".into();
+                    }
+                }
+                Err(why) => break why.into(),
+            },
+            Kind::RelayConnect | Kind::RelayIncoming => {
+                let answer = if frame.kind == Kind::RelayConnect {
+                    node.relay_connect(&link, frame.id, frame.payload)
+                } else {
+                    node.relay_incoming(&link, frame.id, frame.payload)
+                };
+                match answer {
+                    Ok(Some(refusal)) => {
+                        if link.outbox.push(refusal).await.is_err() {
+                            break "link closed".into();
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(why) => break why.into(),
+                }
+            }
             Kind::PortalData | Kind::PortalCredit | Kind::PortalClose => {
                 if let Err(why) = link
                     .portals

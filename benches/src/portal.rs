@@ -1,10 +1,15 @@
-//! Portal throughput against a direct loopback TCP copy (issue 12).
+//! Portal throughput against a direct loopback TCP copy, and a remote call through a
+//! relay against a direct one (issue 12).
 //!
 //! A sink service reads and discards; a client writes 256 MiB to it in 64 KiB chunks,
 //! either directly or through an inlet on one node and an outlet on another (both nodes
 //! in this process, on one runtime of 2 workers, like every row here). The time runs
 //! until the sink has read the last byte. Rounds alternate between the two so that the
 //! machine's noise falls on both; the medians are printed.
+//!
+//! The relay rows time 2,000 sequential calls of a `u64` getter from one node to
+//! another, directly and through a third node acting as a relay (its own secure
+//! channel between the end nodes runs inside the relay's links), alternating too.
 //!
 //! ```text
 //! cargo run --release --manifest-path benches/Cargo.toml --bin portal-bench [-- ROUNDS]
@@ -15,8 +20,33 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use troupe::secure::{Identity, Node, TrustPolicy};
-use troupe::System;
+use troupe::prelude::*;
+use troupe::secure::{Node, TrustPolicy};
+
+/// The agent the relay rows call.
+#[derive(Default)]
+pub struct Counter {
+    count: u64,
+}
+
+#[agent(remote)]
+impl Counter {
+    #[handle]
+    fn get(&self) -> u64 {
+        self.count
+    }
+}
+
+const CALLS: usize = 2_000;
+
+/// Sequential calls: microseconds per round trip.
+async fn calls(counter: &ActorRef<Counter>) -> f64 {
+    let started = Instant::now();
+    for _ in 0..CALLS {
+        counter.get().await.expect("call");
+    }
+    started.elapsed().as_secs_f64() * 1e6 / CALLS as f64
+}
 
 const TOTAL: usize = 256 << 20;
 const CHUNK: usize = 64 * 1024;
@@ -74,7 +104,10 @@ fn main() {
     runtime.block_on(async {
         let system = System::new();
         let service = sink().await;
-        let (ia, ib) = (Identity::generate(), Identity::generate());
+        let (ia, ib) = (
+            troupe::secure::Identity::generate(),
+            troupe::secure::Identity::generate(),
+        );
         let (ida, idb) = (ia.identifier(), ib.identifier());
         let a = Node::builder()
             .identity(ia)
@@ -116,6 +149,71 @@ fn main() {
         println!("| direct loopback TCP, 64 KiB writes | {d:.0} |");
         println!("| through an inlet and an outlet (encrypted link) | {p:.0} |");
         println!("| portal / direct | {:.0}% |", 100.0 * p / d);
+
+        // A node behind a relay, called directly and through the relay.
+        let relay = Node::builder()
+            .trust(TrustPolicy::any())
+            .start(&system)
+            .await
+            .expect("relay");
+        relay
+            .serve_relay()
+            .register_policy("true")
+            .expect("policy")
+            .route_policy("true")
+            .expect("policy");
+        let edge = Node::builder()
+            .trust(TrustPolicy::any())
+            .start(&system)
+            .await
+            .expect("edge");
+        edge.export("counter", &system.spawn(Counter::default()))
+            .expect("export")
+            .policy("true")
+            .expect("policy");
+        let route = edge
+            .register_at(relay.addr(), "edge")
+            .await
+            .expect("register")
+            .route();
+        let direct_client = Node::builder()
+            .trust(TrustPolicy::any())
+            .start(&system)
+            .await
+            .expect("client");
+        let relayed_client = Node::builder()
+            .trust(TrustPolicy::any())
+            .start(&system)
+            .await
+            .expect("client");
+        let direct = direct_client
+            .lookup::<Counter>("counter", edge.addr())
+            .await
+            .expect("lookup");
+        let relayed = relayed_client
+            .lookup_via::<Counter>("counter", &route)
+            .await
+            .expect("lookup via the relay");
+        calls(&direct).await;
+        calls(&relayed).await;
+        let (mut d_us, mut r_us) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let d = calls(&direct).await;
+            let r = calls(&relayed).await;
+            println!("round {round}: direct call {d:.1} us, through the relay {r:.1} us");
+            d_us.push(d);
+            r_us.push(r);
+        }
+        let (d, r) = (median(d_us), median(r_us));
+        println!();
+        println!("| remote call, round trip | us (median of {rounds}) |");
+        println!("|---|---|");
+        println!("| direct | {d:.1} |");
+        println!("| through one relay | {r:.1} |");
+        println!("| relay / direct | {:.2}x (target <= 2x) |", r / d);
+        for node in [relayed_client, direct_client, edge, relay] {
+            node.shutdown().await;
+        }
         b.shutdown().await;
         a.shutdown().await;
     });

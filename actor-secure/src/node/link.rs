@@ -68,6 +68,14 @@ pub(crate) enum Kind {
     PortalCredit = 18,
     /// A portal stream's half-close (0) or abort (1).
     PortalClose = 19,
+    /// Register a name at a relay (see `relay`); answered by a `Reply`.
+    RelayRegister = 20,
+    /// Open a stream through a relay to the node registered under a name; answered by
+    /// a `Reply`. The stream then carries a secure channel between the two end nodes.
+    RelayConnect = 21,
+    /// From a relay to a node registered there: a stream from another node; answered
+    /// by a `Reply`.
+    RelayIncoming = 22,
 }
 
 /// How many links into this node's agents one node may hold.
@@ -115,6 +123,9 @@ impl Kind {
             17 => Kind::PortalData,
             18 => Kind::PortalCredit,
             19 => Kind::PortalClose,
+            20 => Kind::RelayRegister,
+            21 => Kind::RelayConnect,
+            22 => Kind::RelayIncoming,
             _ => return None,
         })
     }

@@ -38,7 +38,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::oneshot;
 
 use super::link::{self, Kind, Link};
-use super::{Inner, Node, NodeError, Policies, RawWaiter, Resource};
+use super::{Inner, Node, NodeError, Policies, RawWaiter, Resource, Route};
 
 /// How much of a stream's bytes can be in flight towards one side, by default.
 const DEFAULT_WINDOW: usize = 256 * 1024;
@@ -169,6 +169,11 @@ impl Stream {
             last_active: AtomicU64::new(0),
             born: Instant::now(),
         })
+    }
+
+    /// The stream's key on its link.
+    pub(crate) fn key(&self) -> Key {
+        self.key
     }
 
     fn touch(&self) {
@@ -506,10 +511,10 @@ async fn give_back(link: &Link, stream: &Stream, written: &mut usize) -> Result<
     }
 }
 
-/// The answer to a [`Open`].
+/// The answer to a request that opens a stream ([`Open`], and the relay's requests).
 #[derive(Debug, Serialize, Deserialize)]
-enum OpenAnswer {
-    /// Open; how many bytes the outlet side accepts in flight towards it.
+pub(crate) enum OpenAnswer {
+    /// Open; how many bytes the answering side accepts in flight towards it.
     Opened {
         window: u32,
     },
@@ -517,6 +522,21 @@ enum OpenAnswer {
     Denied,
     /// Refused, with a reason that says nothing of the node's insides.
     Refused(String),
+    /// (Relays) no node is registered under that name.
+    NoSuchNode,
+    /// (Relays) another node holds that name.
+    NameTaken,
+    /// (Relays) the name is registered.
+    Registered,
+}
+
+/// The `Reply` that carries `answer` to request `id`.
+pub(crate) fn answer_message(id: u64, answer: &OpenAnswer) -> Vec<u8> {
+    let body = rmp_serde::to_vec(answer).unwrap_or_default();
+    let mut out = link::encode(Kind::Reply, id, 0, 1 + body.len());
+    out.push(0);
+    out.extend_from_slice(&body);
+    out
 }
 
 /// A TCP service this node lets peers reach by name.
@@ -538,13 +558,7 @@ impl Inner {
         let Ok(open) = rmp_serde::from_slice::<Open>(payload) else {
             return Err("an undecodable portal opening");
         };
-        let answer = move |answer: OpenAnswer| {
-            let body = rmp_serde::to_vec(&answer).unwrap_or_default();
-            let mut out = link::encode(Kind::Reply, id, 0, 1 + body.len());
-            out.push(0);
-            out.extend_from_slice(&body);
-            out
-        };
+        let answer = move |answer: OpenAnswer| answer_message(id, &answer);
         let outlet = self
             .outlets
             .lock()
@@ -675,31 +689,53 @@ impl Inner {
         Ok(None)
     }
 
-    /// Opens a stream to the outlet `outlet` of the node at `addr`: the link, the
-    /// stream, and the window the outlet side grants.
-    async fn open_stream(
+    /// Opens a stream to the outlet `outlet` of the node `route` leads to: the link,
+    /// the stream, and the window the outlet side grants.
+    pub(super) async fn open_stream(
         self: &Arc<Self>,
-        addr: SocketAddr,
+        route: &Route,
         outlet: &str,
     ) -> Result<(Arc<Link>, Arc<Stream>, usize), NodeError> {
-        let peer = self.link_to(addr, None).await?;
+        let peer = self.session_on(route).await?;
         let link = peer.link().ok_or(NodeError::LinkLost)?;
-        let (tx, rx) = oneshot::channel();
-        let Some(id) = link.wait_for_reply(Box::new(RawWaiter(tx))) else {
-            return Err(NodeError::LinkLost);
-        };
-        // In the table before the request goes: bytes may follow the answer at once.
-        let Some(stream) = link.portals.add((true, id), self.portals.window, usize::MAX) else {
-            link.forget(id);
-            return Err(NodeError::Protocol("a portal stream id in use"));
-        };
         let open = Open {
             outlet: outlet.to_owned(),
             window: u32::try_from(self.portals.window).unwrap_or(u32::MAX),
         };
         let body = rmp_serde::to_vec(&open).map_err(|_| NodeError::Protocol("portal encoding"))?;
-        let mut msg = link::encode(Kind::PortalOpen, id, 0, body.len());
-        msg.extend_from_slice(&body);
+        let (stream, answer) = self.request_stream(&link, Kind::PortalOpen, &body).await?;
+        let failed = |e: NodeError| {
+            link.portals.remove(stream.key);
+            Err(e)
+        };
+        match answer {
+            OpenAnswer::Opened { window } => Ok((link.clone(), stream.clone(), window as usize)),
+            OpenAnswer::NoSuchOutlet => failed(NodeError::NoSuchOutlet(outlet.to_owned())),
+            OpenAnswer::Denied => failed(NodeError::Denied),
+            OpenAnswer::Refused(why) => failed(NodeError::Refused(why)),
+            _ => failed(NodeError::Protocol("an unexpected portal answer")),
+        }
+    }
+
+    /// Sends a request of `kind` that opens a stream on `link`, with the stream in the
+    /// link's table first (bytes may follow the answer at once); the stream and the
+    /// answer. The caller removes the stream unless the answer is `Opened`.
+    pub(super) async fn request_stream(
+        &self,
+        link: &Arc<Link>,
+        kind: Kind,
+        body: &[u8],
+    ) -> Result<(Arc<Stream>, OpenAnswer), NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let Some(id) = link.wait_for_reply(Box::new(RawWaiter(tx))) else {
+            return Err(NodeError::LinkLost);
+        };
+        let Some(stream) = link.portals.add((true, id), self.portals.window, usize::MAX) else {
+            link.forget(id);
+            return Err(NodeError::Protocol("a portal stream id in use"));
+        };
+        let mut msg = link::encode(kind, id, 0, body.len());
+        msg.extend_from_slice(body);
         let failed = |e: NodeError| {
             link.forget(id);
             link.portals.remove((true, id));
@@ -715,11 +751,8 @@ impl Inner {
             Ok(Ok(Ok(bytes))) => bytes,
         };
         match rmp_serde::from_slice::<OpenAnswer>(&answer) {
-            Ok(OpenAnswer::Opened { window }) => Ok((link, stream, window as usize)),
-            Ok(OpenAnswer::NoSuchOutlet) => failed(NodeError::NoSuchOutlet(outlet.to_owned())),
-            Ok(OpenAnswer::Denied) => failed(NodeError::Denied),
-            Ok(OpenAnswer::Refused(why)) => failed(NodeError::Refused(why)),
-            Err(_) => failed(NodeError::Protocol("undecodable portal answer")),
+            Ok(answer) => Ok((stream, answer)),
+            Err(_) => failed(NodeError::Protocol("undecodable answer")),
         }
     }
 }
@@ -776,17 +809,25 @@ impl Node {
         peer: impl ToSocketAddrs,
         outlet: &str,
     ) -> Result<Inlet, NodeError> {
-        let peer = tokio::net::lookup_host(peer)
-            .await?
-            .next()
-            .ok_or_else(|| NodeError::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address")))?;
+        let peer = resolve(peer).await?;
+        self.inlet_via(bind, Route::Direct(peer), outlet).await
+    }
+
+    /// [`Node::inlet`] to a node reached by `route` (e.g. through a relay,
+    /// [`Route::relay`]).
+    pub async fn inlet_via(
+        &self,
+        bind: impl ToSocketAddrs,
+        route: Route,
+        outlet: &str,
+    ) -> Result<Inlet, NodeError> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(Semaphore::new(0));
         self.inner.spawn(inlet_loop(
             Arc::downgrade(&self.inner),
             listener,
-            peer,
+            route,
             outlet.to_owned(),
             stop.clone(),
         ));
@@ -806,11 +847,14 @@ impl Node {
         peer: impl ToSocketAddrs,
         outlet: &str,
     ) -> Result<PortalStream, NodeError> {
-        let peer = tokio::net::lookup_host(peer)
-            .await?
-            .next()
-            .ok_or_else(|| NodeError::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address")))?;
-        let (link, stream, window) = self.inner.open_stream(peer, outlet).await?;
+        let peer = resolve(peer).await?;
+        self.connect_outlet_via(&Route::Direct(peer), outlet).await
+    }
+
+    /// [`Node::connect_outlet`] to a node reached by `route` (e.g. through a relay,
+    /// [`Route::relay`]).
+    pub async fn connect_outlet_via(&self, route: &Route, outlet: &str) -> Result<PortalStream, NodeError> {
+        let (link, stream, window) = self.inner.open_stream(route, outlet).await?;
         let (ours, theirs) = tokio::io::duplex(CHUNK);
         let (reader, writer) = tokio::io::split(theirs);
         let idle = self.inner.portals.idle_timeout;
@@ -819,11 +863,19 @@ impl Node {
     }
 }
 
+/// The first address `addr` resolves to.
+async fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, NodeError> {
+    tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| NodeError::Io(io::Error::new(io::ErrorKind::InvalidInput, "no address")))
+}
+
 /// Accepts connections for an inlet until it is closed or the node is gone.
 async fn inlet_loop(
     node: Weak<Inner>,
     listener: TcpListener,
-    peer: SocketAddr,
+    route: Route,
     outlet: String,
     stop: Arc<Semaphore>,
 ) {
@@ -860,6 +912,7 @@ async fn inlet_loop(
             return;
         }
         let outlet = outlet.clone();
+        let route = route.clone();
         let weak = node.clone();
         inner.spawn(async move {
             let _permit = permit;
@@ -867,7 +920,7 @@ async fn inlet_loop(
             let Some(inner) = weak.upgrade() else {
                 return;
             };
-            let opened = inner.open_stream(peer, &outlet).await;
+            let opened = inner.open_stream(&route, &outlet).await;
             let idle = inner.portals.idle_timeout;
             drop(inner);
             match opened {
@@ -876,7 +929,7 @@ async fn inlet_loop(
                     run(link, stream, window, idle, reader, writer).await;
                 }
                 Err(e) => {
-                    tracing::warn!(%peer, %outlet, error = %e, "node: an inlet connection was refused");
+                    tracing::warn!(?route, %outlet, error = %e, "node: an inlet connection was refused");
                 }
             }
         });
