@@ -13,9 +13,9 @@ mod portal;
 mod relay;
 mod swim;
 
-pub use portal::{Inlet, OutletHandle, PortalConfig, PortalStream};
 #[doc(hidden)]
-pub use relay::RelayTap;
+pub use portal::RelayTap;
+pub use portal::{Inlet, OutletHandle, PortalConfig, PortalStream};
 pub use relay::{Registration, RelayHandle, Route};
 pub use swim::MembershipConfig;
 
@@ -2103,11 +2103,17 @@ async fn read_loop<IO: LinkIo>(link: Arc<Link>, mut reader: ChannelReader<IO>, n
                 }
             }
             Kind::PortalData | Kind::PortalCredit | Kind::PortalClose => {
-                if let Err(why) = link
+                match link
                     .portals
                     .frame(frame.kind, frame.id, frame.slot, frame.payload)
                 {
-                    break why.into();
+                    Ok(None) => {}
+                    // A relay passes a joined stream's traffic on (waiting for room on
+                    // the other link: backpressure reaches the sender).
+                    Ok(Some((other, msg))) => {
+                        let _ = other.outbox.push(msg).await;
+                    }
+                    Err(why) => break why.into(),
                 }
             }
             Kind::Credential => {

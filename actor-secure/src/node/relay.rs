@@ -21,12 +21,11 @@ use std::time::Duration;
 
 use actor_abac::{Decision, Policy};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::ToSocketAddrs;
 use tokio::sync::Semaphore;
 
 use super::link::{self, Kind, Link, Peer};
-use super::portal::{answer_message, run, OpenAnswer, Stream, CHUNK};
+use super::portal::{answer_message, OpenAnswer, RelayTap, StreamIo};
 use super::{Inner, Node, NodeError, Resource};
 use crate::channel::SecureChannel;
 use crate::identifier::Identifier;
@@ -97,9 +96,6 @@ pub(crate) struct RelayService {
     route: RwLock<Option<Arc<Policy>>>,
     names: Mutex<HashMap<String, (Identifier, Weak<Link>)>>,
 }
-
-/// Sees and may change the bytes a relay forwards (tests of what a relay can do).
-pub type RelayTap = Arc<dyn Fn(&mut [u8]) + Send + Sync>;
 
 /// A [`RelayTap`] in a builder.
 pub(crate) struct Tap(pub(crate) RelayTap);
@@ -193,16 +189,8 @@ impl Inner {
                 });
             }
         };
-        let (ours, theirs) = tokio::io::duplex(CHUNK);
-        let (reader, writer) = tokio::io::split(theirs);
-        self.spawn(run(
-            relay_link,
-            stream,
-            window,
-            self.portals.idle_timeout,
-            reader,
-            writer,
-        ));
+        let ours =
+            StreamIo::new(relay_link, stream, window).ok_or(NodeError::Protocol("a stream taken twice"))?;
         // The end nodes authenticate each other here: the relay only carries bytes.
         let ch =
             SecureChannel::initiate_with(ours, &self.identity, self.trust.clone(), &self.channel).await?;
@@ -362,43 +350,35 @@ impl Inner {
         let node = self.clone();
         let link = link.clone();
         self.spawn(async move {
+            // The far end learns what the near end accepts in flight, and the other way.
             let offer = Incoming {
                 from: *link.peer.as_bytes(),
-                window: u32::try_from(node.portals.window).unwrap_or(u32::MAX),
+                window: request.window,
             };
             let body = rmp_serde::to_vec(&offer).unwrap_or_default();
             let outbound = match node.request_stream(&target, Kind::RelayIncoming, &body).await {
-                Ok((stream, OpenAnswer::Opened { window })) => Some((stream, window as usize)),
+                Ok((stream, OpenAnswer::Opened { window })) => Some((stream, window)),
                 Ok((stream, _)) => {
                     target.portals.remove(stream.key());
                     None
                 }
                 Err(_) => None,
             };
-            let Some((outbound, their_window)) = outbound else {
+            let Some((outbound, far_window)) = outbound else {
                 link.portals.remove(inbound.key());
                 let refused = OpenAnswer::Refused("the node did not take the connection".into());
                 let _ = link.outbox.push(answer_message(id, &refused)).await;
                 return;
             };
-            let opened = OpenAnswer::Opened {
-                window: u32::try_from(node.portals.window).unwrap_or(u32::MAX),
-            };
+            // Each stream takes in flight what the far end of the other accepts.
+            inbound.set_window(far_window as usize);
+            outbound.set_window(request.window as usize);
+            inbound.join(&link, &outbound, &target, node.relays.tap.clone());
+            let opened = OpenAnswer::Opened { window: far_window };
             if link.outbox.push(answer_message(id, &opened)).await.is_err() {
                 link.portals.remove(inbound.key());
                 target.portals.remove(outbound.key());
-                return;
             }
-            let idle = node.portals.idle_timeout;
-            let tap = node.relays.tap.clone();
-            drop(node);
-            splice(
-                (link, inbound, request.window as usize),
-                (target, outbound, their_window),
-                idle,
-                tap,
-            )
-            .await;
         });
         Ok(None)
     }
@@ -444,7 +424,6 @@ impl Inner {
         let node = Arc::downgrade(self);
         let link = link.clone();
         let window = u32::try_from(self.portals.window).unwrap_or(u32::MAX);
-        let idle = self.portals.idle_timeout;
         self.spawn(async move {
             if link
                 .outbox
@@ -455,76 +434,27 @@ impl Inner {
                 link.portals.remove(stream.key());
                 return;
             }
-            let (ours, theirs) = tokio::io::duplex(CHUNK);
-            let (reader, writer) = tokio::io::split(theirs);
-            let pump = run(link, stream, offer.window as usize, idle, reader, writer);
+            let Some(ours) = StreamIo::new(link, stream, offer.window as usize) else {
+                return;
+            };
             let Some(inner) = node.upgrade() else {
                 return;
             };
             let (identity, trust, channel) =
                 (inner.identity.clone(), inner.trust.clone(), inner.channel.clone());
             drop(inner);
-            let answer = async move {
-                let ch = SecureChannel::respond_with(ours, &identity, trust, &channel).await;
-                drop(permit);
-                match (ch, node.upgrade()) {
-                    (Ok(ch), Some(inner)) => {
-                        inner.install(ch, false);
-                    }
-                    (Err(e), _) => tracing::debug!(error = %e, "node: a relayed handshake failed"),
-                    _ => {}
+            let ch = SecureChannel::respond_with(ours, &identity, trust, &channel).await;
+            drop(permit);
+            match (ch, node.upgrade()) {
+                (Ok(ch), Some(inner)) => {
+                    inner.install(ch, false);
                 }
-            };
-            tokio::join!(pump, answer);
+                (Err(e), _) => tracing::debug!(error = %e, "node: a relayed handshake failed"),
+                _ => {}
+            }
         });
         Ok(None)
     }
-}
-
-/// Joins two streams at a relay: what arrives on one leaves on the other. With a tap,
-/// every chunk passes through it first.
-async fn splice(
-    a: (Arc<Link>, Arc<Stream>, usize),
-    b: (Arc<Link>, Arc<Stream>, usize),
-    idle: Duration,
-    tap: Option<RelayTap>,
-) {
-    let (a_end, a_mid) = tokio::io::duplex(CHUNK);
-    let (ar, aw) = tokio::io::split(a_end);
-    let run_a = run(a.0, a.1, a.2, idle, ar, aw);
-    match tap {
-        None => {
-            let (br, bw) = tokio::io::split(a_mid);
-            tokio::join!(run_a, run(b.0, b.1, b.2, idle, br, bw));
-        }
-        Some(tap) => {
-            let (b_end, b_mid) = tokio::io::duplex(CHUNK);
-            let (br, bw) = tokio::io::split(b_end);
-            let run_b = run(b.0, b.1, b.2, idle, br, bw);
-            let (a_r, a_w) = tokio::io::split(a_mid);
-            let (b_r, b_w) = tokio::io::split(b_mid);
-            tokio::join!(run_a, run_b, tapped(a_r, b_w, tap.clone()), tapped(b_r, a_w, tap));
-        }
-    }
-}
-
-/// Copies `from` to `to`, showing each chunk to `tap`.
-async fn tapped(
-    mut from: impl tokio::io::AsyncRead + Unpin,
-    mut to: impl tokio::io::AsyncWrite + Unpin,
-    tap: RelayTap,
-) {
-    let mut buf = vec![0u8; CHUNK];
-    while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        tap(&mut buf[..n]);
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-    let _ = to.shutdown().await;
 }
 
 impl Node {
