@@ -69,7 +69,7 @@ pub use listener::{ListenerConfig, SecureListener};
 pub use node::RelayTap;
 pub use node::{
     CallerIdentity, ClusterMember, ExportHandle, Inlet, MembershipConfig, Node, NodeBuilder, NodeError,
-    OutletHandle, PortalConfig, PortalStream, Registration, RelayHandle, Route,
+    NodeFaults, OutletHandle, PortalConfig, PortalStream, Registration, RelayHandle, Route,
 };
 pub use trust::TrustPolicy;
 

@@ -8,11 +8,13 @@
 //! `.timeout(d)`) work as they do locally. One secure link per pair of nodes carries every
 //! reference between them.
 
+mod faults;
 mod link;
 mod portal;
 mod relay;
 mod swim;
 
+pub use faults::NodeFaults;
 #[doc(hidden)]
 pub use portal::RelayTap;
 pub use portal::{Inlet, OutletHandle, PortalConfig, PortalStream};
@@ -364,6 +366,7 @@ impl NodeBuilder {
             portals: self.portals,
             outlets: Mutex::new(HashMap::new()),
             relays: relay::Relays::new(self.relay_tap.map(|t| t.0)),
+            faults: Mutex::new(HashMap::new()),
         });
         let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
         let weak = Arc::downgrade(&inner);
@@ -462,6 +465,8 @@ struct Inner {
     /// The TCP services this node lets peers reach, by name.
     outlets: Mutex<HashMap<String, Arc<portal::Outlet>>>,
     relays: relay::Relays,
+    /// Faults a test injected into links with other nodes.
+    faults: Mutex<HashMap<Identifier, faults::Fault>>,
 }
 
 /// Cluster-wide groups: this node's members, as other nodes are told of them, and
@@ -577,10 +582,10 @@ const SIMULTANEOUS: Duration = Duration::from_secs(2);
 const RETIRE_WITHIN: Duration = Duration::from_secs(60);
 
 impl Inner {
-    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> tokio::task::AbortHandle {
         let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(task);
+        tasks.spawn(task)
     }
 
     fn export_in(&self, slot: u32) -> Option<Arc<dyn Exported>> {
@@ -612,8 +617,15 @@ impl Inner {
         first.extend_from_slice(&body);
         let _ = link.outbox.try_push_with(|| Some(first));
         let _ = link.outbox.try_push_with(|| Some(self.credential_message()));
+        // A link a test cut may not open again (either side dialling).
+        if self.is_cut(&peer) {
+            link.close();
+            return link;
+        }
+        link.set_delay(self.delay_to(&peer));
         self.spawn(write_loop(link.clone(), writer));
-        self.spawn(read_loop(link.clone(), reader, Arc::downgrade(self)));
+        let reader = self.spawn(read_loop(link.clone(), reader, Arc::downgrade(self)));
+        let _ = link.reader.set(reader);
         link
     }
 
@@ -734,7 +746,9 @@ impl Inner {
     fn reconnector(self: &Arc<Self>) -> link::Reconnect {
         let node = Arc::downgrade(self);
         Box::new(move |peer| match node.upgrade() {
-            Some(n) if !n.reconnect_within.is_zero() => n.spawn(reconnect(node.clone(), peer)),
+            Some(n) if !n.reconnect_within.is_zero() => {
+                n.spawn(reconnect(node.clone(), peer));
+            }
             _ => peer.lose(),
         })
     }
@@ -1860,9 +1874,14 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
             };
             if batch.is_empty() && large.is_empty() {
                 if closed {
+                    // A cut link (a test's fault) ends without the channel's goodbye.
+                    if link.severed.load(std::sync::atomic::Ordering::Acquire) {
+                        return Ok(());
+                    }
                     return writer.close().await;
                 }
                 if answered {
+                    link.fault_delay().await;
                     writer.flush().await?;
                     continue;
                 }
@@ -1893,6 +1912,7 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                     },
                     Some(msg) = answer => {
                         send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                        link.fault_delay().await;
                         writer.flush().await?;
                     }
                     () = keepalive => writer.keepalive().await?,
@@ -1926,6 +1946,7 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                     i += 1;
                 }
             }
+            link.fault_delay().await;
             writer.flush().await?;
         }
     }

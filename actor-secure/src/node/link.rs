@@ -478,6 +478,12 @@ pub(crate) struct Link {
     decisions: Mutex<HashMap<DecisionKey, CachedDecision>>,
     /// The portal connections this link carries.
     pub(crate) portals: super::portal::Streams,
+    /// Cut by a test ([`super::faults`]): the writer leaves without a goodbye.
+    pub(crate) severed: AtomicBool,
+    /// How long each batch waits before it is written, in microseconds (a test's fault).
+    delay_us: AtomicU64,
+    /// Stops the link's reader (a cut).
+    pub(crate) reader: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 /// (export slot, handler, is a call, the calling agent its node named).
@@ -531,6 +537,9 @@ impl Link {
             credential_budget: Mutex::new((CREDENTIAL_BURST, std::time::Instant::now())),
             decisions: Mutex::new(HashMap::new()),
             portals: super::portal::Streams::default(),
+            severed: AtomicBool::new(false),
+            delay_us: AtomicU64::new(0),
+            reader: std::sync::OnceLock::new(),
         }
     }
 
@@ -584,6 +593,20 @@ impl Link {
             decisions.clear();
         }
         decisions.insert(key, entry);
+    }
+
+    /// Delays each batch the writer sends (a test's fault; zero: none).
+    pub(crate) fn set_delay(&self, delay: std::time::Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.delay_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Waits as long as a test's fault says before a batch goes out.
+    pub(crate) async fn fault_delay(&self) {
+        let us = self.delay_us.load(Ordering::Relaxed);
+        if us > 0 {
+            tokio::time::sleep(std::time::Duration::from_micros(us)).await;
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
