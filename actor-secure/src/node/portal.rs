@@ -480,9 +480,13 @@ impl Streams {
                     return Err("an undecodable portal credit");
                 };
                 // The far end wrote what came from the other side: the other side may
-                // send that much more.
+                // send that much more. Never more than was passed on: a peer that
+                // claims otherwise would make the relay queue without end.
                 let mut unacked = other.unacked.lock().unwrap_or_else(PoisonError::into_inner);
-                *unacked = unacked.saturating_sub(n as usize);
+                if n as usize > *unacked {
+                    return Err("portal credit for more than was sent");
+                }
+                *unacked -= n as usize;
                 drop(unacked);
                 message(Kind::PortalCredit, other, payload)
             }
@@ -1457,6 +1461,44 @@ mod tests {
         assert!(streams.frame(Kind::PortalCredit, 9, 0, &[1]).is_err());
         // Unknown streams (ended here already) are ignored.
         assert!(matches!(streams.frame(Kind::PortalData, 99, 0, &[1]), Ok(None)));
+    }
+
+    #[test]
+    fn a_relay_passes_traffic_on_and_refuses_credit_for_more_than_it_passed_on() {
+        let link = |b: u8| {
+            Arc::new(Link::new(
+                crate::Identifier::from_bytes([b; 32]),
+                16,
+                16,
+                1 << 20,
+                true,
+                16,
+            ))
+        };
+        let (a, b) = (link(1), link(2));
+        let from_a = a.portals.add((false, 1), 4096, 4).expect("room");
+        let to_b = b.portals.add((true, 5), 4096, 4).expect("room");
+        from_a.join(&a, &to_b, &b, None);
+        // 1000 bytes from b's peer go on to a's peer, as a's stream.
+        let (onward, msg) = b
+            .portals
+            .frame(Kind::PortalData, 5, 1, &[7; 1000])
+            .expect("within the window")
+            .expect("passed on");
+        assert!(Arc::ptr_eq(&onward, &a));
+        let frame = link::decode(&msg).expect("a link message");
+        assert_eq!((frame.kind, frame.id, frame.slot), (Kind::PortalData, 1, 1));
+        assert_eq!(frame.payload, &[7; 1000][..]);
+        // a's peer gives the 1000 back: passed on to b's peer.
+        let credit = a.portals.frame(Kind::PortalCredit, 1, 0, &1000u32.to_le_bytes());
+        assert!(matches!(credit, Ok(Some(_))));
+        // One byte more than was passed on: refused (the link closes).
+        assert!(a
+            .portals
+            .frame(Kind::PortalCredit, 1, 0, &1u32.to_le_bytes())
+            .is_err());
+        // Beyond the window: refused too.
+        assert!(b.portals.frame(Kind::PortalData, 5, 1, &[0; 4097]).is_err());
     }
 
     #[test]
