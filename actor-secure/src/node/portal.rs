@@ -712,9 +712,11 @@ impl StreamIo {
         })
     }
 
-    /// Gives back what was read, when enough has been or nothing more waits (and the
-    /// outbox has room: otherwise later).
-    fn give_back(&mut self, all: bool) {
+    /// Gives back what was read, once a quarter of the window has been, or (with `cx`)
+    /// whenever nothing more waits to be read. Without room in the outbox it is given
+    /// later; with `cx`, the task is woken when there is room.
+    fn give_back(&mut self, cx: Option<&mut std::task::Context<'_>>) {
+        let all = cx.is_some();
         if self.to_credit == 0 || (!all && self.to_credit < (self.stream.window() / 4).max(1)) {
             return;
         }
@@ -723,7 +725,14 @@ impl StreamIo {
             let n32 = u32::try_from(n).unwrap_or(u32::MAX);
             Some(message(Kind::PortalCredit, &self.stream, &n32.to_le_bytes()))
         };
-        if self.link.outbox.try_push_with(msg).is_ok() {
+        let sent = match cx {
+            Some(cx) => matches!(
+                self.link.outbox.poll_push_with(cx, msg),
+                std::task::Poll::Ready(Ok(()))
+            ),
+            None => self.link.outbox.try_push_with(msg).is_ok(),
+        };
+        if sent {
             let mut unacked = self.stream.unacked.lock().unwrap_or_else(PoisonError::into_inner);
             *unacked = unacked.saturating_sub(n);
             self.to_credit = 0;
@@ -752,7 +761,7 @@ impl AsyncRead for StreamIo {
                     this.reading = None;
                 }
                 this.to_credit += n;
-                this.give_back(false);
+                this.give_back(None);
                 return Poll::Ready(Ok(()));
             }
             if this.eof {
@@ -766,8 +775,9 @@ impl AsyncRead for StreamIo {
                 Poll::Ready(Some(Incoming::Fin)) => this.eof = true,
                 Poll::Ready(Some(Incoming::Abort) | None) => return Poll::Ready(Err(reset())),
                 Poll::Pending => {
-                    // Nothing more now: what was read goes back before waiting.
-                    this.give_back(true);
+                    // Nothing more now: what was read goes back before waiting (or
+                    // once the outbox has room: the task is woken then).
+                    this.give_back(Some(cx));
                     return Poll::Pending;
                 }
             }
