@@ -332,3 +332,40 @@ async fn when_the_relay_dies_calls_fail_and_the_route_comes_back_with_it() {
     n.shutdown().await;
     r2.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whoever_holds_the_name_the_client_accepts_only_the_node_it_trusts() {
+    let system = System::new();
+    let relay = node(&system, Identity::generate(), None).await;
+    relay
+        .serve_relay()
+        .register_policy("true")
+        .unwrap()
+        .route_policy("true")
+        .unwrap();
+    // An impostor takes the name the client expects the real node under.
+    let impostor = node(&system, Identity::generate(), None).await;
+    impostor
+        .export("store", &system.spawn(Store::default()))
+        .unwrap()
+        .policy("true")
+        .unwrap();
+    impostor.register_at(relay.addr(), "edge-1").await.unwrap();
+    let real = Identity::generate().identifier();
+    let client = Node::builder()
+        .trust(TrustPolicy::allow([real, relay.identifier()]))
+        .start(&system)
+        .await
+        .unwrap();
+    let e = client
+        .lookup_via::<Store>("store", &Route::relay(relay.addr(), "edge-1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, NodeError::Channel(_)),
+        "the end-to-end handshake refuses it: {e}"
+    );
+    client.shutdown().await;
+    impostor.shutdown().await;
+    relay.shutdown().await;
+}
