@@ -56,6 +56,10 @@ pub use actor_core::{
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
 
+/// MCP: agents that call MCP servers' tools, and handlers served as MCP tools (feature `mcp`).
+#[cfg(feature = "mcp")]
+pub mod mcp;
+
 /// Access control: attributes and policies (see the `actor-abac` crate).
 pub use actor_abac as abac;
 /// Testing agents: [`Probe`](testing::Probe), a stand-in that records what it receives.

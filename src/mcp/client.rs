@@ -1,0 +1,567 @@
+//! [`McpClient`]: an agent that wraps one MCP server.
+//!
+//! The agent is written by hand rather than with `#[agent]`: its `call_tool` takes
+//! `impl Into<String>` (so `fs.call_tool("echo", ..)` works with a literal), and it needs
+//! one message only its own watcher may send (the server went away), which generated
+//! code cannot keep private.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actor_core::__private::{AgentClient, RawRef};
+use actor_core::{Agent, Context, Reply, Request, StopReason};
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::{Peer, RoleClient, RunningService, RunningServiceCancellationToken};
+use rmcp::ServiceExt;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinHandle;
+
+use super::{McpError, ToolInfo, ToolOutput};
+
+/// A byte stream an [`McpClient`] can speak MCP over (see [`McpClient::stream`]).
+pub trait McpStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> McpStream for T {}
+
+/// How long [`McpClient`] waits for the handshake with a server it has just started.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long stopping waits for the server process to exit (rmcp closes its stdin, waits,
+/// sends SIGTERM, waits, then kills it: 3 s per step).
+/// Numbers connections, so a watcher's message names the one it watched.
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(0);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An agent that wraps one MCP server: started as a child process over stdio
+/// ([`McpClient::stdio`]), reached over streamable HTTP ([`McpClient::http`]), or spoken
+/// to over any byte stream ([`McpClient::stream`]).
+///
+/// Each instance connects when it starts (a child process is started then, and the MCP
+/// handshake done) and disconnects when it stops (the process is stopped and reaped).
+/// When the connection closes by itself (the server process died), the agent crashes
+/// with [`StopReason::Error`], so under a supervisor it is restarted with a new
+/// connection; calls queued meanwhile go to the new instance.
+///
+/// ```no_run
+/// use serde_json::json;
+/// use troupe::mcp::McpClient;
+/// use troupe::prelude::*;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let system = System::new();
+/// let everything = system.spawn(McpClient::stdio(
+///     "node",
+///     ["node_modules/.bin/mcp-server-everything", "stdio"],
+/// )?);
+/// let tools = everything.list_tools().await??;
+/// let out = everything.call_tool("echo", json!({"message": "hi"})).await??;
+/// assert_eq!(out.text(), "Echo: hi");
+/// system.shutdown().await; // stops the server process too
+/// # let _ = tools; Ok(()) }
+/// ```
+///
+/// Each call gives `Result<Result<T, McpError>, CallError>`: the outer error is about
+/// reaching the agent, the inner one about the MCP server.
+pub struct McpClient {
+    target: Target,
+    call_timeout: Option<Duration>,
+    conn: Option<Connection>,
+}
+
+/// Where the server is.
+#[derive(Clone)]
+enum Target {
+    Stdio {
+        program: PathBuf,
+        args: Vec<OsString>,
+        envs: Vec<(OsString, OsString)>,
+        cwd: Option<PathBuf>,
+    },
+    Http {
+        url: String,
+    },
+    /// Taken by the first instance that starts: a stream serves once.
+    Stream(Arc<Mutex<Option<Box<dyn McpStream>>>>),
+}
+
+/// A live connection: the peer to send requests through, and the task that owns the
+/// rmcp service and notices when it ends.
+struct Connection {
+    /// Tells this connection's `ServerGone` from a late one of an earlier instance.
+    id: u64,
+    peer: Peer<RoleClient>,
+    pid: Option<u32>,
+    server: Option<String>,
+    closing: Arc<AtomicBool>,
+    cancel: Option<RunningServiceCancellationToken>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl Connection {
+    /// Stops the service (closing the transport; for a child process: close its stdin,
+    /// wait, SIGTERM, kill) and waits until it is done and the process reaped.
+    async fn close(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(token) = self.cancel.take() {
+            token.cancel();
+        }
+        if let Some(watcher) = self.watcher.take() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, watcher).await;
+        }
+    }
+}
+
+impl Drop for Connection {
+    // A killed agent never runs `on_stop`: cancelling here still ends the service, and
+    // rmcp then kills and reaps the child process.
+    fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(token) = self.cancel.take() {
+            token.cancel();
+        }
+    }
+}
+
+impl McpClient {
+    /// A client that starts `program` with `args` as a child process and speaks MCP over
+    /// its stdin and stdout (the server's stderr is passed through). Each instance of the
+    /// agent starts its own process when it starts, and stops it when it stops.
+    ///
+    /// Fails with [`McpError::Spawn`] when `program` is neither a path to a file nor found
+    /// on `PATH`.
+    pub fn stdio<I, S>(program: impl Into<PathBuf>, args: I) -> Result<Self, McpError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let program = program.into();
+        if !program_exists(&program) {
+            return Err(McpError::Spawn(format!(
+                "program `{}` not found (neither a file nor on PATH)",
+                program.display()
+            )));
+        }
+        Ok(McpClient::with_target(Target::Stdio {
+            program,
+            args: args.into_iter().map(Into::into).collect(),
+            envs: Vec::new(),
+            cwd: None,
+        }))
+    }
+
+    /// A client that reaches an MCP server over streamable HTTP at `url`
+    /// (`http://127.0.0.1:3001/mcp`). Plain `http://` only: no TLS stack is built in.
+    pub fn http(url: impl Into<String>) -> Result<Self, McpError> {
+        let url = url.into();
+        if !url.starts_with("http://") {
+            return Err(McpError::Spawn(format!("`{url}` is not an http:// URL")));
+        }
+        Ok(McpClient::with_target(Target::Http { url }))
+    }
+
+    /// A client that speaks MCP over `stream` (e.g. one end of `tokio::io::duplex`). A
+    /// stream serves one instance: under a supervisor, build a new client with a new
+    /// stream in the factory.
+    pub fn stream(stream: impl McpStream) -> Self {
+        McpClient::with_target(Target::Stream(Arc::new(Mutex::new(Some(Box::new(stream))))))
+    }
+
+    /// Bounds each call to the server: after `timeout` the request is cancelled and the
+    /// call gives [`McpError::Timeout`]. By default calls wait as long as the connection
+    /// lives.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets an environment variable of the server process ([`McpClient::stdio`] only).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        if let Target::Stdio { envs, .. } = &mut self.target {
+            envs.push((key.into(), value.into()));
+        }
+        self
+    }
+
+    /// Sets the working directory of the server process ([`McpClient::stdio`] only).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        if let Target::Stdio { cwd, .. } = &mut self.target {
+            *cwd = Some(dir.into());
+        }
+        self
+    }
+
+    fn with_target(target: Target) -> Self {
+        McpClient {
+            target,
+            call_timeout: None,
+            conn: None,
+        }
+    }
+
+    async fn connect(&self, myself: actor_core::ActorRef<McpClient>) -> Result<Connection, McpError> {
+        let config = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("troupe", env!("CARGO_PKG_VERSION")),
+        );
+        let mut pid = None;
+        let handshake = async {
+            match &self.target {
+                Target::Stdio {
+                    program,
+                    args,
+                    envs,
+                    cwd,
+                } => {
+                    let mut cmd = tokio::process::Command::new(program);
+                    cmd.args(args).envs(envs.iter().map(|(k, v)| (k, v)));
+                    if let Some(dir) = cwd {
+                        cmd.current_dir(dir);
+                    }
+                    let (child, _) = rmcp::transport::TokioChildProcess::builder(cmd)
+                        .stderr(Stdio::inherit())
+                        .spawn()
+                        .map_err(|e| McpError::Spawn(format!("{}: {e}", program.display())))?;
+                    pid = child.id();
+                    config.serve(child).await.map_err(handshake_error)
+                }
+                Target::Http { url } => {
+                    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.as_str());
+                    config.serve(transport).await.map_err(handshake_error)
+                }
+                Target::Stream(slot) => {
+                    let stream = slot.lock().ok().and_then(|mut s| s.take()).ok_or_else(|| {
+                        McpError::Spawn("the stream was used by an earlier instance".into())
+                    })?;
+                    config.serve(stream).await.map_err(handshake_error)
+                }
+            }
+        };
+        let running: RunningService<RoleClient, ClientConfig> =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(McpError::Handshake(format!(
+                        "no answer within {HANDSHAKE_TIMEOUT:?}"
+                    )))
+                }
+            };
+        let peer = running.peer().clone();
+        let server = running.peer_info().and_then(|info| {
+            info.server_info
+                .as_ref()
+                .map(|s| format!("{} {}", s.name, s.version))
+        });
+        let cancel = running.cancellation_token();
+        let closing = Arc::new(AtomicBool::new(false));
+        let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        let watcher = {
+            let closing = closing.clone();
+            tokio::spawn(async move {
+                let reason = running.waiting().await;
+                if !closing.load(Ordering::SeqCst) {
+                    let why = match reason {
+                        Ok(rmcp::service::QuitReason::JoinError(e)) | Err(e) => {
+                            format!("its task failed: {e}")
+                        }
+                        Ok(_) => "it closed the connection".to_string(),
+                    };
+                    let msg = Msg(Inner::ServerGone { conn: id, why });
+                    let _ = Request::new(&myself.raw, msg, |_| None::<()>).cast().await;
+                }
+            })
+        };
+        Ok(Connection {
+            id,
+            peer,
+            pid,
+            server,
+            closing,
+            cancel: Some(cancel),
+            watcher: Some(watcher),
+        })
+    }
+
+    fn peer(&self) -> Result<Peer<RoleClient>, McpError> {
+        self.conn
+            .as_ref()
+            .map(|c| c.peer.clone())
+            .ok_or(McpError::TransportClosed)
+    }
+}
+
+/// A copy that connects on its own when started (the connection is not shared): what a
+/// supervisor's factory returns, `move || client.clone()`. A clone of a
+/// [`McpClient::stream`] shares its one-time stream.
+impl Clone for McpClient {
+    fn clone(&self) -> Self {
+        McpClient {
+            target: self.target.clone(),
+            call_timeout: self.call_timeout,
+            conn: None,
+        }
+    }
+}
+
+fn handshake_error(e: rmcp::service::ClientInitializeError) -> McpError {
+    McpError::Handshake(e.to_string())
+}
+
+/// True when `program` names a file, or a file on `PATH` if it is a bare name.
+fn program_exists(program: &std::path::Path) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+impl fmt::Debug for McpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("McpClient");
+        match &self.target {
+            Target::Stdio { program, args, .. } => d.field("program", program).field("args", args),
+            Target::Http { url } => d.field("url", url),
+            Target::Stream(_) => d.field("stream", &".."),
+        };
+        if let Some(conn) = &self.conn {
+            d.field("pid", &conn.pid).field("server", &conn.server);
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+/// Runs `fut` within `timeout`, if there is one (dropping an rmcp request future cancels
+/// the request on the server).
+async fn bounded<T>(
+    timeout: Option<Duration>,
+    fut: impl std::future::Future<Output = Result<T, rmcp::ServiceError>>,
+) -> Result<T, McpError> {
+    match timeout {
+        Some(d) => match tokio::time::timeout(d, fut).await {
+            Ok(r) => r.map_err(McpError::from),
+            Err(_) => Err(McpError::Timeout(d)),
+        },
+        None => fut.await.map_err(McpError::from),
+    }
+}
+
+async fn list_tools(peer: Peer<RoleClient>, timeout: Option<Duration>) -> Result<Vec<ToolInfo>, McpError> {
+    let tools = bounded(timeout, peer.list_all_tools()).await?;
+    Ok(tools.into_iter().map(ToolInfo::from_rmcp).collect())
+}
+
+async fn call_tool(
+    peer: Peer<RoleClient>,
+    timeout: Option<Duration>,
+    name: String,
+    arguments: Value,
+) -> Result<ToolOutput, McpError> {
+    let arguments = match arguments {
+        Value::Object(map) => Some(map),
+        Value::Null => None,
+        other => {
+            return Err(McpError::InvalidArguments(format!(
+                "expected a JSON object, got `{other}`"
+            )))
+        }
+    };
+    let mut params = CallToolRequestParams::new(name);
+    if let Some(arguments) = arguments {
+        params = params.with_arguments(arguments);
+    }
+    let result = bounded(timeout, peer.call_tool(params)).await?;
+    ToolOutput::from_rmcp(result)
+}
+
+// ---- The agent: messages, replies, the typed client. ----
+
+/// A message to an [`McpClient`] (built by [`McpClientRef`]'s methods).
+pub struct Msg(Inner);
+
+enum Inner {
+    ListTools,
+    CallTool {
+        name: String,
+        arguments: Value,
+    },
+    ServerPid,
+    ServerName,
+    /// From the connection's watcher: the service ended without being asked to.
+    ServerGone {
+        conn: u64,
+        why: String,
+    },
+}
+
+impl fmt::Debug for Msg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Inner::ListTools => f.write_str("ListTools"),
+            Inner::CallTool { name, arguments } => f
+                .debug_struct("CallTool")
+                .field("name", name)
+                .field("arguments", arguments)
+                .finish(),
+            Inner::ServerPid => f.write_str("ServerPid"),
+            Inner::ServerName => f.write_str("ServerName"),
+            Inner::ServerGone { why, .. } => f.debug_tuple("ServerGone").field(why).finish(),
+        }
+    }
+}
+
+/// A reply of an [`McpClient`].
+#[derive(Debug)]
+pub struct McpReply(ReplyInner);
+
+#[derive(Debug)]
+enum ReplyInner {
+    Tools(Result<Vec<ToolInfo>, McpError>),
+    Output(Result<ToolOutput, McpError>),
+    Pid(Option<u32>),
+    Name(Option<String>),
+}
+
+/// The typed client of [`McpClient`]: `ActorRef<McpClient>` dereferences to it, so these
+/// are methods of the reference. Each returns a request: `.await` it to call,
+/// `.timeout(d)` to bound the wait.
+pub struct McpClientRef {
+    raw: RawRef<McpClient>,
+}
+
+impl Clone for McpClientRef {
+    fn clone(&self) -> Self {
+        McpClientRef {
+            raw: self.raw.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for McpClientRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.raw, f)
+    }
+}
+
+impl AgentClient<McpClient> for McpClientRef {
+    fn troupe_from_raw(raw: RawRef<McpClient>) -> Self {
+        McpClientRef { raw }
+    }
+    fn troupe_raw(&self) -> &RawRef<McpClient> {
+        &self.raw
+    }
+}
+
+impl McpClientRef {
+    /// Lists the server's tools (all pages of `tools/list`).
+    pub fn list_tools(&self) -> Request<McpClient, Result<Vec<ToolInfo>, McpError>> {
+        Request::new(&self.raw, Msg(Inner::ListTools), |r| match r.0 {
+            ReplyInner::Tools(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// Calls the tool `name` with `arguments` (a JSON object, or `null` for none).
+    /// A tool that reports a failure gives [`McpError::Tool`].
+    pub fn call_tool(
+        &self,
+        name: impl Into<String>,
+        arguments: Value,
+    ) -> Request<McpClient, Result<ToolOutput, McpError>> {
+        let msg = Msg(Inner::CallTool {
+            name: name.into(),
+            arguments,
+        });
+        Request::new(&self.raw, msg, |r| match r.0 {
+            ReplyInner::Output(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    /// The process id of the server this instance started ([`McpClient::stdio`] only).
+    pub fn server_pid(&self) -> Request<McpClient, Option<u32>> {
+        Request::new(&self.raw, Msg(Inner::ServerPid), |r| match r.0 {
+            ReplyInner::Pid(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The server's name and version, as it gave them in the handshake.
+    pub fn server_name(&self) -> Request<McpClient, Option<String>> {
+        Request::new(&self.raw, Msg(Inner::ServerName), |r| match r.0 {
+            ReplyInner::Name(n) => Some(n),
+            _ => None,
+        })
+    }
+}
+
+impl Agent for McpClient {
+    type Msg = Msg;
+    type Reply = McpReply;
+    type Client = McpClientRef;
+
+    const EAGER_START: bool = true;
+
+    async fn on_start(&mut self, ctx: &mut Context<Self>) {
+        match self.connect(ctx.myself().clone()).await {
+            Ok(conn) => self.conn = Some(conn),
+            Err(e) => ctx.stop_with(StopReason::Error(e.to_string())),
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg, ctx: &mut Context<Self>) -> Option<McpReply> {
+        let timeout = self.call_timeout;
+        match msg.0 {
+            // Calls run in tasks of their own, so that one slow tool does not hold
+            // up the others: the agent answers through the reply slot.
+            Inner::ListTools => {
+                let reply = Reply::__from_ctx(ctx, |r| McpReply(ReplyInner::Tools(r)));
+                match self.peer() {
+                    Ok(peer) => {
+                        tokio::spawn(async move {
+                            reply.send(list_tools(peer, timeout).await);
+                        });
+                    }
+                    Err(e) => {
+                        reply.send(Err(e));
+                    }
+                }
+                None
+            }
+            Inner::CallTool { name, arguments } => {
+                let reply = Reply::__from_ctx(ctx, |r| McpReply(ReplyInner::Output(r)));
+                match self.peer() {
+                    Ok(peer) => {
+                        tokio::spawn(async move {
+                            reply.send(call_tool(peer, timeout, name, arguments).await);
+                        });
+                    }
+                    Err(e) => {
+                        reply.send(Err(e));
+                    }
+                }
+                None
+            }
+            Inner::ServerPid => Some(McpReply(ReplyInner::Pid(self.conn.as_ref().and_then(|c| c.pid)))),
+            Inner::ServerName => Some(McpReply(ReplyInner::Name(
+                self.conn.as_ref().and_then(|c| c.server.clone()),
+            ))),
+            Inner::ServerGone { conn, why } => {
+                if self.conn.as_ref().is_some_and(|c| c.id == conn) {
+                    ctx.stop_with(StopReason::Error(format!("the MCP server went away: {why}")));
+                }
+                None
+            }
+        }
+    }
+
+    async fn on_stop(&mut self, _reason: &StopReason, _ctx: &mut Context<Self>) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close().await;
+        }
+    }
+}
