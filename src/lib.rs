@@ -83,4 +83,10 @@ pub mod prelude {
 pub mod __private {
     pub use actor_core::__private::*;
     pub use actor_secure::__private::{ref_from_wire as node_ref_from_wire, ref_to_wire as node_ref_to_wire};
+    /// For `#[handle(tool)]` (feature `mcp`).
+    #[cfg(feature = "mcp")]
+    pub use schemars;
+    /// For `#[handle(tool)]` (feature `mcp`).
+    #[cfg(feature = "mcp")]
+    pub use serde_json;
 }

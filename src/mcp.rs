@@ -13,11 +13,15 @@
 
 mod client;
 mod error;
+mod server;
 
 use serde_json::Value;
 
 pub use client::{McpClient, McpClientRef, McpReply, McpStream, Msg as McpMsg};
 pub use error::McpError;
+#[doc(hidden)]
+pub use server::{tool_arguments, unknown_tool, ToolReturn, ViaResult, ViaSerialize};
+pub use server::{McpServer, ServeHandle, ToolAgent, ToolCallError, ToolFuture, ToolSpec};
 
 /// A tool as a server describes it in `tools/list`.
 #[derive(Debug, Clone, PartialEq)]
