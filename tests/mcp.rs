@@ -371,3 +371,31 @@ async fn a_tool_that_never_answers_times_out() {
     assert_eq!(client.list_tools().await.unwrap().unwrap().len(), 1);
     system.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_leaves_no_server_process() {
+    // A killed agent does not run on_stop: dropping its connection still ends the server.
+    let system = System::new();
+    let everything = system.spawn(everything_stdio());
+    let pid = everything.server_pid().await.unwrap().unwrap();
+    assert!(everything.kill());
+    assert!(
+        eventually(15, || !process_exists(pid)).await,
+        "server process {pid} left behind after kill"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_handshake_stops_the_agent_with_an_error() {
+    let _quiet = troupe::quiet_agent_panics();
+    let system = System::new();
+    // A "server" that hangs up at once.
+    let (ours, theirs) = tokio::io::duplex(1024);
+    drop(theirs);
+    let client = system.spawn(McpClient::stream(ours));
+    let err = client.list_tools().await.unwrap_err();
+    assert_eq!(err, CallError::Stopped);
+    assert!(!client.is_alive());
+    system.shutdown().await;
+}
