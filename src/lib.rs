@@ -56,7 +56,8 @@ pub use actor_core::{
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
 
-/// MCP: agents that call MCP servers' tools, and handlers served as MCP tools (feature `mcp`).
+// MCP: agents that call MCP servers' tools, and handlers served as MCP tools (feature
+// `mcp`). Documented by its own inner doc comment, whose links resolve in its scope.
 #[cfg(feature = "mcp")]
 pub mod mcp;
 
