@@ -17,7 +17,7 @@ mod server;
 
 use serde_json::Value;
 
-pub use client::{McpClient, McpClientRef, McpReply, McpStream, Msg as McpMsg};
+pub use client::{McpCall, McpClient, McpClientRef, McpReply, McpStream, Msg as McpMsg};
 pub use error::McpError;
 #[doc(hidden)]
 pub use server::{tool_arguments, unknown_tool, ToolReturn, ViaResult, ViaSerialize};

@@ -5,16 +5,19 @@
 //! one message only its own watcher may send (the server went away), which generated
 //! code cannot keep private.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use actor_core::__private::{AgentClient, RawRef};
-use actor_core::{Agent, Context, Reply, Request, StopReason};
+use actor_core::{ActorId, Agent, CallError, Context, Request, StopReason};
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
 use rmcp::service::{Peer, RoleClient, RunningService, RunningServiceCancellationToken};
 use rmcp::ServiceExt;
@@ -32,6 +35,34 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> McpStream for T {}
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long stopping waits for the server process to exit (rmcp closes its stdin, waits,
 /// sends SIGTERM, waits, then kills it: 3 s per step).
+/// The live connection of each local `McpClient` instance, by agent: a call looks its
+/// connection up here and sends its request to the server from the calling task,
+/// without a message to the agent (which would cost a task wake-up per call). An
+/// agent without an entry (starting, restarting, stopped) is asked by message instead.
+static LIVE: LazyLock<Mutex<HashMap<ActorId, Live>>> = LazyLock::new(Default::default);
+
+#[derive(Clone)]
+struct Live {
+    conn: u64,
+    peer: Peer<RoleClient>,
+    timeout: Option<Duration>,
+}
+
+fn live(id: Option<ActorId>) -> Option<(Peer<RoleClient>, Option<Duration>)> {
+    let id = id?;
+    let map = LIVE.lock().ok()?;
+    map.get(&id).map(|l| (l.peer.clone(), l.timeout))
+}
+
+/// Forgets the entry of `agent` if it is still the one of connection `conn`.
+fn forget(agent: ActorId, conn: u64) {
+    if let Ok(mut map) = LIVE.lock() {
+        if map.get(&agent).is_some_and(|l| l.conn == conn) {
+            map.remove(&agent);
+        }
+    }
+}
+
 /// Numbers connections, so a watcher's message names the one it watched.
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(0);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,6 +111,7 @@ enum Target {
         args: Vec<OsString>,
         envs: Vec<(OsString, OsString)>,
         cwd: Option<PathBuf>,
+        quiet: bool,
     },
     Http {
         url: String,
@@ -93,6 +125,8 @@ enum Target {
 struct Connection {
     /// Tells this connection's `ServerGone` from a late one of an earlier instance.
     id: u64,
+    /// The agent that owns it (its entry in `LIVE`).
+    agent: ActorId,
     peer: Peer<RoleClient>,
     pid: Option<u32>,
     server: Option<String>,
@@ -105,6 +139,7 @@ impl Connection {
     /// Stops the service (closing the transport; for a child process: close its stdin,
     /// wait, SIGTERM, kill) and waits until it is done and the process reaped.
     async fn close(&mut self) {
+        forget(self.agent, self.id);
         self.closing.store(true, Ordering::SeqCst);
         if let Some(token) = self.cancel.take() {
             token.cancel();
@@ -119,6 +154,7 @@ impl Drop for Connection {
     // A killed agent never runs `on_stop`: cancelling here still ends the service, and
     // rmcp then kills and reaps the child process.
     fn drop(&mut self) {
+        forget(self.agent, self.id);
         self.closing.store(true, Ordering::SeqCst);
         if let Some(token) = self.cancel.take() {
             token.cancel();
@@ -150,6 +186,7 @@ impl McpClient {
             args: args.into_iter().map(Into::into).collect(),
             envs: Vec::new(),
             cwd: None,
+            quiet: false,
         }))
     }
 
@@ -186,6 +223,15 @@ impl McpClient {
         self
     }
 
+    /// Discards what the server process writes to its stderr (by default it goes to this
+    /// process's stderr) ([`McpClient::stdio`] only).
+    pub fn quiet(mut self) -> Self {
+        if let Target::Stdio { quiet, .. } = &mut self.target {
+            *quiet = true;
+        }
+        self
+    }
+
     /// Sets the working directory of the server process ([`McpClient::stdio`] only).
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         if let Target::Stdio { cwd, .. } = &mut self.target {
@@ -215,6 +261,7 @@ impl McpClient {
                     args,
                     envs,
                     cwd,
+                    quiet,
                 } => {
                     let mut cmd = tokio::process::Command::new(program);
                     cmd.args(args).envs(envs.iter().map(|(k, v)| (k, v)));
@@ -222,7 +269,7 @@ impl McpClient {
                         cmd.current_dir(dir);
                     }
                     let (child, _) = rmcp::transport::TokioChildProcess::builder(cmd)
-                        .stderr(Stdio::inherit())
+                        .stderr(if *quiet { Stdio::null() } else { Stdio::inherit() })
                         .spawn()
                         .map_err(|e| McpError::Spawn(format!("{}: {e}", program.display())))?;
                     pid = child.id();
@@ -256,6 +303,7 @@ impl McpClient {
                 .map(|s| format!("{} {}", s.name, s.version))
         });
         let cancel = running.cancellation_token();
+        let myself_id = myself.id();
         let closing = Arc::new(AtomicBool::new(false));
         let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
         let watcher = {
@@ -276,6 +324,7 @@ impl McpClient {
         };
         Ok(Connection {
             id,
+            agent: myself_id,
             peer,
             pid,
             server,
@@ -380,15 +429,12 @@ async fn call_tool(
 
 // ---- The agent: messages, replies, the typed client. ----
 
-/// A message to an [`McpClient`] (built by [`McpClientRef`]'s methods).
+/// A message to an [`McpClient`] (sent by [`McpClientRef`]'s methods).
 pub struct Msg(Inner);
 
 enum Inner {
-    ListTools,
-    CallTool {
-        name: String,
-        arguments: Value,
-    },
+    /// The connection to send a request through (the caller sends it).
+    Connection,
     ServerPid,
     ServerName,
     /// From the connection's watcher: the service ended without being asked to.
@@ -401,12 +447,7 @@ enum Inner {
 impl fmt::Debug for Msg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Inner::ListTools => f.write_str("ListTools"),
-            Inner::CallTool { name, arguments } => f
-                .debug_struct("CallTool")
-                .field("name", name)
-                .field("arguments", arguments)
-                .finish(),
+            Inner::Connection => f.write_str("Connection"),
             Inner::ServerPid => f.write_str("ServerPid"),
             Inner::ServerName => f.write_str("ServerName"),
             Inner::ServerGone { why, .. } => f.debug_tuple("ServerGone").field(why).finish(),
@@ -420,8 +461,7 @@ pub struct McpReply(ReplyInner);
 
 #[derive(Debug)]
 enum ReplyInner {
-    Tools(Result<Vec<ToolInfo>, McpError>),
-    Output(Result<ToolOutput, McpError>),
+    Connection(Result<(Peer<RoleClient>, Option<Duration>), McpError>),
     Pid(Option<u32>),
     Name(Option<String>),
 }
@@ -458,27 +498,28 @@ impl AgentClient<McpClient> for McpClientRef {
 
 impl McpClientRef {
     /// Lists the server's tools (all pages of `tools/list`).
-    pub fn list_tools(&self) -> Request<McpClient, Result<Vec<ToolInfo>, McpError>> {
-        Request::new(&self.raw, Msg(Inner::ListTools), |r| match r.0 {
-            ReplyInner::Tools(t) => Some(t),
-            _ => None,
+    pub fn list_tools(&self) -> McpCall<Vec<ToolInfo>> {
+        let this = self.clone();
+        McpCall::new(async move {
+            let (peer, timeout) = match this.connection().await? {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(list_tools(peer, timeout).await)
         })
     }
 
     /// Calls the tool `name` with `arguments` (a JSON object, or `null` for none).
     /// A tool that reports a failure gives [`McpError::Tool`].
-    pub fn call_tool(
-        &self,
-        name: impl Into<String>,
-        arguments: Value,
-    ) -> Request<McpClient, Result<ToolOutput, McpError>> {
-        let msg = Msg(Inner::CallTool {
-            name: name.into(),
-            arguments,
-        });
-        Request::new(&self.raw, msg, |r| match r.0 {
-            ReplyInner::Output(o) => Some(o),
-            _ => None,
+    pub fn call_tool(&self, name: impl Into<String>, arguments: Value) -> McpCall<ToolOutput> {
+        let this = self.clone();
+        let name = name.into();
+        McpCall::new(async move {
+            let (peer, timeout) = match this.connection().await? {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(call_tool(peer, timeout, name, arguments).await)
         })
     }
 
@@ -497,6 +538,68 @@ impl McpClientRef {
             _ => None,
         })
     }
+
+    /// The agent's current connection, for the caller to send its request through: from
+    /// `LIVE` while the agent is up, else by asking the agent (which waits for a
+    /// restarting agent, and fails for a stopped one).
+    async fn connection(&self) -> Result<Result<(Peer<RoleClient>, Option<Duration>), McpError>, CallError> {
+        if let Some(live) = live(self.raw.local_id()) {
+            return Ok(Ok(live));
+        }
+        Request::new(&self.raw, Msg(Inner::Connection), |r| match r.0 {
+            ReplyInner::Connection(c) => Some(c),
+            _ => None,
+        })
+        .await
+    }
+}
+
+type CallFuture<T> = Pin<Box<dyn Future<Output = Result<Result<T, McpError>, CallError>> + Send>>;
+
+/// A call to an MCP server through an [`McpClient`] reference: `.await` it for
+/// `Result<Result<T, McpError>, CallError>` (the outer error about reaching the agent,
+/// the inner one about the server), and `.timeout(d)` to bound the whole call
+/// (`CallError::Timeout`).
+///
+/// The call asks the agent for its connection and then sends the request to the
+/// server from the calling task: the agent is never busy while a tool runs, and calls
+/// are concurrent.
+#[must_use = "a call does nothing until it is awaited"]
+pub struct McpCall<T> {
+    fut: CallFuture<T>,
+}
+
+impl<T: Send + 'static> McpCall<T> {
+    fn new(fut: impl Future<Output = Result<Result<T, McpError>, CallError>> + Send + 'static) -> Self {
+        McpCall { fut: Box::pin(fut) }
+    }
+
+    /// Bounds the whole call, from asking the agent to the server's answer: after
+    /// `timeout` it gives `Err(CallError::Timeout)` (and the request is cancelled on the
+    /// server).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        let fut = self.fut;
+        McpCall::new(async move {
+            match tokio::time::timeout(timeout, fut).await {
+                Ok(result) => result,
+                Err(_) => Err(CallError::Timeout),
+            }
+        })
+    }
+}
+
+impl<T> Future for McpCall<T> {
+    type Output = Result<Result<T, McpError>, CallError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+impl<T> fmt::Debug for McpCall<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("McpCall")
+    }
 }
 
 impl Agent for McpClient {
@@ -508,44 +611,26 @@ impl Agent for McpClient {
 
     async fn on_start(&mut self, ctx: &mut Context<Self>) {
         match self.connect(ctx.myself().clone()).await {
-            Ok(conn) => self.conn = Some(conn),
+            Ok(conn) => {
+                if let Ok(mut map) = LIVE.lock() {
+                    let live = Live {
+                        conn: conn.id,
+                        peer: conn.peer.clone(),
+                        timeout: self.call_timeout,
+                    };
+                    map.insert(conn.agent, live);
+                }
+                self.conn = Some(conn);
+            }
             Err(e) => ctx.stop_with(StopReason::Error(e.to_string())),
         }
     }
 
     async fn handle(&mut self, msg: Msg, ctx: &mut Context<Self>) -> Option<McpReply> {
-        let timeout = self.call_timeout;
         match msg.0 {
-            // Calls run in tasks of their own, so that one slow tool does not hold
-            // up the others: the agent answers through the reply slot.
-            Inner::ListTools => {
-                let reply = Reply::__from_ctx(ctx, |r| McpReply(ReplyInner::Tools(r)));
-                match self.peer() {
-                    Ok(peer) => {
-                        tokio::spawn(async move {
-                            reply.send(list_tools(peer, timeout).await);
-                        });
-                    }
-                    Err(e) => {
-                        reply.send(Err(e));
-                    }
-                }
-                None
-            }
-            Inner::CallTool { name, arguments } => {
-                let reply = Reply::__from_ctx(ctx, |r| McpReply(ReplyInner::Output(r)));
-                match self.peer() {
-                    Ok(peer) => {
-                        tokio::spawn(async move {
-                            reply.send(call_tool(peer, timeout, name, arguments).await);
-                        });
-                    }
-                    Err(e) => {
-                        reply.send(Err(e));
-                    }
-                }
-                None
-            }
+            Inner::Connection => Some(McpReply(ReplyInner::Connection(
+                self.peer().map(|peer| (peer, self.call_timeout)),
+            ))),
             Inner::ServerPid => Some(McpReply(ReplyInner::Pid(self.conn.as_ref().and_then(|c| c.pid)))),
             Inner::ServerName => Some(McpReply(ReplyInner::Name(
                 self.conn.as_ref().and_then(|c| c.server.clone()),
