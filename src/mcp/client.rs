@@ -1,9 +1,10 @@
 //! [`McpClient`]: an agent that wraps one MCP server.
 //!
 //! The agent is written by hand rather than with `#[agent]`: its `call_tool` takes
-//! `impl Into<String>` (so `fs.call_tool("echo", ..)` works with a literal), and it needs
-//! one message only its own watcher may send (the server went away), which generated
-//! code cannot keep private.
+//! `impl Into<String>` (so `fs.call_tool("echo", ..)` works with a literal) and sends the
+//! request from the caller's task through the instance's live connection (`LIVE`), and
+//! it needs one message only its own watcher may send (the server went away); generated
+//! code can do none of these.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
