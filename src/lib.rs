@@ -56,6 +56,11 @@ pub use actor_core::{
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
 
+// MCP: agents that call MCP servers' tools, and handlers served as MCP tools (feature
+// `mcp`). Documented by its own inner doc comment, whose links resolve in its scope.
+#[cfg(feature = "mcp")]
+pub mod mcp;
+
 /// Access control: attributes and policies (see the `actor-abac` crate).
 pub use actor_abac as abac;
 /// Testing agents: [`Probe`](testing::Probe), a stand-in that records what it receives.
@@ -79,4 +84,10 @@ pub mod prelude {
 pub mod __private {
     pub use actor_core::__private::*;
     pub use actor_secure::__private::{ref_from_wire as node_ref_from_wire, ref_to_wire as node_ref_to_wire};
+    /// For `#[handle(tool)]` (feature `mcp`).
+    #[cfg(feature = "mcp")]
+    pub use schemars;
+    /// For `#[handle(tool)]` (feature `mcp`).
+    #[cfg(feature = "mcp")]
+    pub use serde_json;
 }

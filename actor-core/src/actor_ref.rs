@@ -140,6 +140,13 @@ impl<A: Agent> RawRef<A> {
         }
     }
 
+    /// The id of the one local agent this reference points at (none for a pool or a
+    /// remote agent). For hand-written clients (`troupe::mcp::McpClient`). Not an API.
+    #[doc(hidden)]
+    pub fn local_id(&self) -> Option<ActorId> {
+        self.local_cell().map(|cell| cell.id())
+    }
+
     /// The agent on another node this reference points at, if it does.
     pub(crate) fn remote(&self) -> Option<&Arc<Box<dyn RemoteTarget<A>>>> {
         match &self.target {

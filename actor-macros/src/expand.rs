@@ -106,6 +106,8 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
         }
     });
 
+    let tool_impl = tool_impl(model, &krate);
+
     // Point at the user's type when an argument or return value cannot cross tasks. The
     // check is a struct (checked with the item signatures, before any body) emitted
     // ahead of everything else, so this is the first error the user reads, not the
@@ -410,8 +412,110 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
             }
 
             #remote_impl
+
+            #tool_impl
         };
     }
+}
+
+/// `#[handle(tool)]`: an arguments struct per tool handler (its JSON Schema is the
+/// tool's input schema) and `impl ToolAgent`, which decodes a call's JSON arguments,
+/// calls the handler through the agent's reference and encodes its reply. Names
+/// `::troupe::mcp`, which exists only with troupe's `mcp` feature.
+fn tool_impl(model: &AgentImpl, krate: &syn::Path) -> Option<TokenStream> {
+    let tools: Vec<_> = model.handlers.iter().filter(|h| h.tool.is_some()).collect();
+    if tools.is_empty() {
+        return None;
+    }
+    let self_ty = &model.self_ty;
+    let mcp = quote!(#krate::mcp);
+    let private = quote!(#krate::__private);
+    let krate_text = quote!(#krate).to_string().replace(' ', "");
+    let serde_path = format!("{krate_text}::__private::serde");
+    let schemars_path = format!("{krate_text}::__private::schemars");
+    let mut structs = Vec::new();
+    let mut specs = Vec::new();
+    let mut arms = Vec::new();
+    for h in tools {
+        let method = &h.method;
+        let method_text = method.to_string();
+        let args_ty = format_ident!("__Troupe{}{}ToolArgs", model.name, h.variant);
+        let arg_names: Vec<_> = h.args.iter().map(|a| &a.name).collect();
+        let arg_tys: Vec<_> = h.args.iter().map(|a| &a.ty).collect();
+        let description = doc_text(&h.docs);
+        let tool_span = h.tool.unwrap_or_else(proc_macro2::Span::call_site);
+        structs.push(quote_spanned! {tool_span=>
+            #[derive(#private::serde::Deserialize, #private::schemars::JsonSchema)]
+            #[serde(crate = #serde_path)]
+            #[schemars(crate = #schemars_path)]
+            #[allow(non_camel_case_types, dead_code)]
+            struct #args_ty {
+                #( #arg_names: #arg_tys, )*
+            }
+        });
+        specs.push(quote! { #mcp::ToolSpec::new::<#args_ty>(#method_text, #description) });
+        // A return type that cannot become JSON is reported at the return type.
+        let ret = &h.ret;
+        let encode = quote_spanned! {syn::spanned::Spanned::span(ret)=>
+            (&&#mcp::ToolReturn(&__troupe_value)).troupe_tool_value()
+        };
+        arms.push(quote! {
+            #method_text => {
+                let __troupe_args: #args_ty = match #mcp::tool_arguments(arguments) {
+                    ::core::result::Result::Ok(args) => args,
+                    ::core::result::Result::Err(e) => {
+                        return ::std::boxed::Box::pin(async move { ::core::result::Result::Err(e) });
+                    }
+                };
+                let __troupe_request = agent.#method(#(__troupe_args.#arg_names),*);
+                ::std::boxed::Box::pin(async move {
+                    let __troupe_value = __troupe_request.await?;
+                    #[allow(unused_imports)]
+                    use #mcp::{ViaResult as _, ViaSerialize as _};
+                    #encode
+                })
+            }
+        });
+    }
+    Some(quote! {
+        #(#structs)*
+
+        #[automatically_derived]
+        impl #mcp::ToolAgent for #self_ty {
+            fn tools() -> ::std::vec::Vec<#mcp::ToolSpec> {
+                ::std::vec![#(#specs),*]
+            }
+
+            fn call_tool(
+                agent: &#krate::ActorRef<Self>,
+                name: &str,
+                arguments: #private::serde_json::Value,
+            ) -> #mcp::ToolFuture {
+                match name {
+                    #(#arms)*
+                    other => #mcp::unknown_tool(other),
+                }
+            }
+        }
+    })
+}
+
+/// The text of a handler's doc comment: its lines, trimmed, joined by newlines.
+fn doc_text(docs: &[syn::Attribute]) -> String {
+    let lines: Vec<String> = docs
+        .iter()
+        .filter_map(|attr| match &attr.meta {
+            syn::Meta::NameValue(nv) => match &nv.value {
+                syn::Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Str(s),
+                    ..
+                }) => Some(s.value().trim().to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    lines.join("\n").trim().to_string()
 }
 
 /// The canonical text of an agent's handlers that its protocol fingerprint hashes:

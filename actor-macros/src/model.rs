@@ -62,6 +62,8 @@ pub(crate) struct Handler {
     pub(crate) deferred: bool,
     /// `#[handle(policy = "...")]`: the access policy for remote callers (checked).
     pub(crate) policy: Option<syn::LitStr>,
+    /// `#[handle(tool)]`: served as an MCP tool; the span of `tool`.
+    pub(crate) tool: Option<Span>,
     pub(crate) docs: Vec<syn::Attribute>,
 }
 
@@ -101,12 +103,20 @@ impl Role {
     }
 }
 
-/// `#[handle(policy = "...")]`: the policy text, checked with the policy language's own
-/// parser so that a mistake is a compile error pointing at the literal.
-fn parse_handle_args(attr: &syn::Attribute, errors: &mut Errors) -> Option<syn::LitStr> {
+/// `#[handle(policy = "...", tool)]`: the policy text, checked with the policy language's
+/// own parser so that a mistake is a compile error pointing at the literal, and whether
+/// the handler is served as an MCP tool.
+fn parse_handle_args(attr: &syn::Attribute, errors: &mut Errors) -> (Option<syn::LitStr>, Option<Span>) {
     let mut policy = None;
+    let mut tool = None;
     let parsed = attr.parse_nested_meta(|meta| {
-        if meta.path.is_ident(crate::symbol::POLICY) {
+        if meta.path.is_ident(crate::symbol::TOOL) {
+            if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+                return Err(meta.error("`tool` takes no value: write `#[handle(tool)]`"));
+            }
+            tool = Some(meta.path.span());
+            Ok(())
+        } else if meta.path.is_ident(crate::symbol::POLICY) {
             let lit: syn::LitStr = meta.value()?.parse()?;
             if let Err(e) = actor_abac::Policy::parse(&lit.value()) {
                 errors.push(lit.span(), format!("invalid policy {e}"));
@@ -114,13 +124,13 @@ fn parse_handle_args(attr: &syn::Attribute, errors: &mut Errors) -> Option<syn::
             policy = Some(lit);
             Ok(())
         } else {
-            Err(meta.error("unknown `#[handle]` option; expected `policy = \"...\"`"))
+            Err(meta.error("unknown `#[handle]` option; expected `policy = \"...\"` or `tool`"))
         }
     });
     if let Err(e) = parsed {
         errors.add(e);
     }
-    policy
+    (policy, tool)
 }
 
 fn role_of(attr: &syn::Attribute) -> Option<Role> {
@@ -177,10 +187,11 @@ impl AgentImpl {
             let mut roles = Vec::new();
             let mut kept = Vec::new();
             let mut policy = None;
+            let mut tool = None;
             for attr in f.attrs.drain(..) {
                 match role_of(&attr) {
                     Some(Role::Handle) if matches!(attr.meta, syn::Meta::List(_)) => {
-                        policy = parse_handle_args(&attr, &mut errors);
+                        (policy, tool) = parse_handle_args(&attr, &mut errors);
                         roles.push((Role::Handle, attr.span()));
                     }
                     Some(role) => {
@@ -236,8 +247,15 @@ impl AgentImpl {
                     } else {
                         variants.insert(variant.to_string(), f.sig.ident.clone());
                     }
+                    if let (Some(span), false) = (tool, item.generics.params.is_empty()) {
+                        errors.push(
+                            span,
+                            "`#[handle(tool)]` is not supported on generic agents; serve a concrete agent type",
+                        );
+                    }
                     if let Some(mut h) = parse_handler(f, variant, &self_ty, &mut errors) {
                         h.policy = policy;
+                        h.tool = tool;
                         handlers.push(h);
                     }
                 }
@@ -452,6 +470,7 @@ fn parse_handler(
         ret,
         docs,
         policy: None,
+        tool: None,
     })
 }
 

@@ -11,6 +11,8 @@ pub(crate) const OPT_CRATE: &str = "crate";
 pub(crate) const OPT_REMOTE: &str = "remote";
 /// `#[handle(policy = "...")]`.
 pub(crate) const POLICY: &str = "policy";
+/// `#[handle(tool)]`: serve the handler as an MCP tool.
+pub(crate) const TOOL: &str = "tool";
 
 /// The type of the optional context parameter (matched on its last path segment).
 pub(crate) const CONTEXT: &str = "Context";
