@@ -73,7 +73,10 @@ impl From<rmcp::ServiceError> for McpError {
             rmcp::ServiceError::Timeout { timeout } => McpError::Timeout(timeout),
             // A request cancelled because the service loop stopped: the connection is gone.
             rmcp::ServiceError::Cancelled { .. } => McpError::TransportClosed,
-            rmcp::ServiceError::TransportSend(e) => McpError::Protocol(format!("cannot send: {e}")),
+            // The request never left: the server's end is gone (a broken pipe), as
+            // when it is killed; a supervised client then restarts, and the call may
+            // be made again.
+            rmcp::ServiceError::TransportSend(_) => McpError::TransportClosed,
             other => McpError::Protocol(other.to_string()),
         }
     }

@@ -661,12 +661,12 @@ impl Link {
             self.closed.store(true, Ordering::Release);
             std::mem::take(&mut *waiting)
         };
-        for (_, waiter) in waiting {
-            waiter.complete(Err(CallError::LinkLost));
-        }
         self.outbox.close();
         self.portals.abort_all();
         self.attached.notify_waiters();
+        // The session lets go of the link (and starts reconnecting) before the calls on
+        // it fail: a caller that sees `LinkLost` and calls again must wait for the new
+        // link, not find this closed one and fail again.
         let peer = self
             .peer_state
             .lock()
@@ -674,6 +674,9 @@ impl Link {
             .upgrade();
         if let Some(peer) = peer {
             peer.link_closed(self);
+        }
+        for (_, waiter) in waiting {
+            waiter.complete(Err(CallError::LinkLost));
         }
     }
 
