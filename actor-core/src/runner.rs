@@ -8,7 +8,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::task::{Context as TaskContext, Poll};
 
-use crate::cell::{Cell, Envelope, Parked, Resume};
+use tracing::{Instrument, Span};
+
+use crate::cell::{Caller, Cell, Envelope, Parked, Resume};
 use crate::link::Down;
 use crate::mailbox::{Received, Signal};
 use crate::supervisor::Decision;
@@ -245,7 +247,14 @@ async fn instance<A: Agent>(
             // The reply slot waits in the context: a `Reply<T>` handler takes it from there.
             ctx.set_reply(reply);
             ctx.set_caller(caller);
-            let handled = CatchUnwind::new(pin!(agent.handle(msg, ctx))).await;
+            // Traced only when a subscriber wants the span: otherwise this costs a relaxed
+            // load and a compare (tracing's cached callsite interest). The traced path is
+            // boxed, so that an untraced agent's task stays as small as it was.
+            let handled = if tracing::enabled!(target: HANDLE_TARGET, tracing::Level::DEBUG) {
+                traced(agent, msg, ctx, cell.id()).await
+            } else {
+                CatchUnwind::new(pin!(agent.handle(msg, ctx))).await
+            };
             // Hooks and the next message must not see this message's caller.
             ctx.set_caller(None);
             match handled {
@@ -277,6 +286,55 @@ async fn instance<A: Agent>(
         }
         // Let other tasks on this worker run between batches of a busy agent.
         tokio::task::consume_budget().await;
+    }
+}
+
+/// The target of the span around each handled message (see [`handle_span`]).
+pub(crate) const HANDLE_TARGET: &str = "troupe::handle";
+
+/// The `troupe::handle` span (level `DEBUG`) around the handling of `msg`: fields
+/// `agent` (the type's name), `id` (the agent's id), `handler` (the `#[handle]`
+/// method), and, for a message from another node, `caller_node` and `caller_agent`
+/// (identifiers, as `troupe::secure::Identifier` prints them). `Span::none()` unless a
+/// subscriber enables it.
+fn handle_span<A: Agent>(id: ActorId, msg: &A::Msg, caller: Option<&Caller>) -> Span {
+    tracing::debug_span!(
+        target: HANDLE_TARGET,
+        "handle",
+        agent = crate::actor_ref::short_type_name::<A>(),
+        id = %id,
+        handler = A::handler_name(msg),
+        caller_node = caller.map(|c| tracing::field::display(IdText(c.node_bytes()))),
+        caller_agent = caller.and_then(|c| c.agent_bytes()).map(|a| tracing::field::display(IdText(a))),
+    )
+}
+
+/// A handler's reply, or the payload of its panic.
+type Handled<A> = Result<Option<<A as Agent>::Reply>, Box<dyn Any + Send>>;
+
+/// Handles `msg` inside its `troupe::handle` span (the message loop's traced path, boxed
+/// so that it takes one word in an agent's task).
+#[inline(never)]
+fn traced<'a, A: Agent>(
+    agent: &'a mut A,
+    msg: A::Msg,
+    ctx: &'a mut Context<A>,
+    id: ActorId,
+) -> Pin<Box<dyn Future<Output = Handled<A>> + Send + 'a>> {
+    let span = handle_span::<A>(id, &msg, ctx.caller());
+    Box::pin(async move { CatchUnwind::new(pin!(agent.handle(msg, ctx).instrument(span))).await })
+}
+
+/// An identifier's 32 bytes as text: `I` and lower-case hex, as `Identifier` prints.
+struct IdText<'a>(&'a [u8; 32]);
+
+impl std::fmt::Display for IdText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("I")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
 }
 
