@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::link::{self, Watch};
 use crate::mailbox::{Kill, Mailbox, Signal, Sweep, Wake};
 use crate::runner;
+use crate::stats::TypeStats;
 use crate::supervisor::{Decision, SupShared};
 use crate::system::SystemInner;
 use crate::{ActorId, ActorRef, Agent, CallError, Context, StopReason};
@@ -109,6 +110,8 @@ pub(crate) struct Header<A: Agent> {
     /// Its entry in the system's list of agents with a task, which the hibernation
     /// sweep watches (`hibernate::NOT_WATCHED`: none).
     watch_slot: AtomicU32,
+    /// The counters of its type in its system.
+    stats: Arc<TypeStats>,
 }
 
 /// How a supervised agent is rebuilt and whom it reports to.
@@ -138,6 +141,10 @@ pub(crate) trait AnyCell: Send + Sync {
     fn has_task(&self) -> bool;
     /// Its entry in the hibernation watch list.
     fn watch_slot(&self) -> &AtomicU32;
+    /// The counters of its type.
+    fn type_stats(&self) -> &Arc<TypeStats>;
+    /// Messages waiting in its mailbox.
+    fn queue_len(&self) -> usize;
 }
 
 impl<A: Agent> Cell<A> {
@@ -150,6 +157,7 @@ impl<A: Agent> Cell<A> {
         supervised: Option<Box<Supervised<A>>>,
     ) -> Self {
         let header = Header {
+            stats: system.stats.of::<A>(),
             system,
             id,
             slot,
@@ -169,6 +177,11 @@ impl<A: Agent> Cell<A> {
 
     pub(crate) fn id(&self) -> ActorId {
         self.h().id
+    }
+
+    /// The counters of its type in its system.
+    pub(crate) fn stats(&self) -> &TypeStats {
+        &self.h().stats
     }
 
     pub(crate) fn generation(&self) -> u32 {
@@ -308,6 +321,9 @@ impl<A: Agent> Cell<A> {
     /// restarted in place (their task is gone).
     pub(crate) fn end_instance(&self, reason: &StopReason, killed: bool) -> Decision {
         self.h().generation.fetch_add(1, Ordering::AcqRel);
+        if reason.is_abnormal() || killed {
+            self.h().stats.crashed();
+        }
         if killed {
             tracing::warn!(agent = %self.h().id, "agent killed");
         } else if reason.is_abnormal() {
@@ -408,6 +424,14 @@ impl<A: Agent> AnyCell for Cell<A> {
 
     fn watch_slot(&self) -> &AtomicU32 {
         &self.h().watch_slot
+    }
+
+    fn type_stats(&self) -> &Arc<TypeStats> {
+        &self.h().stats
+    }
+
+    fn queue_len(&self) -> usize {
+        self.mailbox.len()
     }
 }
 

@@ -20,6 +20,7 @@ mod registry;
 mod reply;
 mod request;
 mod runner;
+pub mod stats;
 mod supervisor;
 mod system;
 pub mod testing;
@@ -38,6 +39,7 @@ pub use pool::{Pool, PoolBuilder, Routing};
 pub use protocol::{Protocol, RemoteAgent};
 pub use reply::Reply;
 pub use request::{Cast, Request};
+pub use stats::Stats;
 pub use supervisor::{
     Backoff, ChildSpec, EventKind, Restart, Strategy, SupervisionEvent, Supervisor, SupervisorError,
     SupervisorEvents, SupervisorRef, Tree,

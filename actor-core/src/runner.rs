@@ -13,6 +13,7 @@ use tracing::{Instrument, Span};
 use crate::cell::{Caller, Cell, Envelope, Parked, Resume};
 use crate::link::Down;
 use crate::mailbox::{Received, Signal};
+use crate::stats::{self, TypeStats};
 use crate::supervisor::Decision;
 use crate::{ActorId, Agent, CallError, Context, StopReason};
 
@@ -92,6 +93,7 @@ pub(crate) fn run<A: Agent>(mut task: Task<A>) -> impl Future<Output = ()> + Sen
                 // Close first so that nothing waits on an agent that is going away: queued
                 // and unhandled messages are dropped here, which resolves their calls to
                 // `Stopped`.
+                cell.stats().gave_back(task.batch.len());
                 drop(std::mem::take(&mut task.batch));
                 drop(cell.mailbox().close());
             }
@@ -163,6 +165,8 @@ impl<A: Agent> Task<A> {
         if let Some(Ok(agent)) = self.agent.take() {
             drop_agent(cell.id(), agent);
         }
+        // Messages taken but not handled were counted as handled: not any more.
+        cell.stats().gave_back(self.batch.len());
         if matches!(decision, Decision::Final) {
             drop(std::mem::take(&mut self.batch));
             drop(cell.mailbox().close());
@@ -218,6 +222,10 @@ async fn instance<A: Agent>(
         // Back from hibernation: the same instance goes on.
         Some(resume) => ctx.trap_exits(resume.trap_exits),
         None => {
+            if generation > 0 {
+                // An instance ended before this one: a restart.
+                cell.stats().restarted();
+            }
             // Rare paths (start, signals, stop) are boxed so that an idle agent's task
             // holds only what the message loop needs.
             if let Err(panic) = CatchUnwind::new(Box::pin(agent.on_start(ctx)).as_mut()).await {
@@ -228,6 +236,9 @@ async fn instance<A: Agent>(
             }
         }
     }
+    // The count of messages of this type before the current batch, modulo
+    // `SAMPLE_EVERY`: decides which messages are timed (see `TypeStats::timed`).
+    let mut base: u8 = 0;
     loop {
         // After an in-place restart the batch still holds the crashed instance's
         // unhandled messages: they come first.
@@ -240,7 +251,7 @@ async fn instance<A: Agent>(
                     }
                     continue;
                 }
-                Received::Batch => {}
+                Received::Batch => base = (cell.stats().took(batch.len()) % stats::SAMPLE_EVERY) as u8,
             }
         }
         while let Some(Envelope { msg, reply, caller }) = batch.pop_front() {
@@ -250,11 +261,19 @@ async fn instance<A: Agent>(
             // Traced only when a subscriber wants the span: otherwise this costs a relaxed
             // load and a compare (tracing's cached callsite interest). The traced path is
             // boxed, so that an untraced agent's task stays as small as it was.
+            let started = if TypeStats::timed(base.into(), batch.len()) {
+                stats::now_ns()
+            } else {
+                0
+            };
             let handled = if tracing::enabled!(target: HANDLE_TARGET, tracing::Level::DEBUG) {
                 traced(agent, msg, ctx, cell.id()).await
             } else {
                 CatchUnwind::new(pin!(agent.handle(msg, ctx))).await
             };
+            if started != 0 {
+                cell.stats().sample(stats::now_ns().saturating_sub(started));
+            }
             // Hooks and the next message must not see this message's caller.
             ctx.set_caller(None);
             match handled {
@@ -497,12 +516,16 @@ mod footprint {
             },
             ctx,
         ));
-        assert!(std::mem::size_of::<Cell<Tiny>>() <= 144);
+        // 152 since per-type stats (a pointer in the header): with the `Arc` counts and
+        // malloc's header that is still a 176-byte chunk, as 144 was.
+        assert!(std::mem::size_of::<Cell<Tiny>>() <= 152);
         // The agent's per-message signal check never shares a cache line with what a
         // sender writes (see `Mailbox`).
         assert!(crate::cell::signal_flag_distance::<Tiny>() >= 64);
         assert!(std::mem::size_of_val(&inst) <= 256);
-        assert!(std::mem::size_of_val(&fut) <= 448);
+        // 464 since the handling time sample (a start time held across the handler's
+        // await); a task exists only while its agent is busy (idle agents hibernate).
+        assert!(std::mem::size_of_val(&fut) <= 464);
         // The reply slot of the message being handled lives in the context, and a
         // reference is two words (one agent, or a pool).
         assert!(std::mem::size_of::<Context<Tiny>>() <= 64);

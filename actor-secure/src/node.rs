@@ -11,12 +11,14 @@
 mod link;
 mod portal;
 mod relay;
+pub(crate) mod stats;
 mod swim;
 
 #[doc(hidden)]
 pub use portal::RelayTap;
 pub use portal::{Inlet, OutletHandle, PortalConfig, PortalStream};
 pub use relay::{Registration, RelayHandle, Route};
+pub use stats::{AccessStats, Decisions, LinkStats, NodeStats};
 pub use swim::MembershipConfig;
 
 use std::collections::{HashMap, VecDeque};
@@ -364,6 +366,7 @@ impl NodeBuilder {
             portals: self.portals,
             outlets: Mutex::new(HashMap::new()),
             relays: relay::Relays::new(self.relay_tap.map(|t| t.0)),
+            counters: stats::NodeCounters::default(),
         });
         let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
         let weak = Arc::downgrade(&inner);
@@ -462,6 +465,8 @@ struct Inner {
     /// The TCP services this node lets peers reach, by name.
     outlets: Mutex<HashMap<String, Arc<portal::Outlet>>>,
     relays: relay::Relays,
+    /// Traffic per peer and access decisions (see `stats`).
+    counters: stats::NodeCounters,
 }
 
 /// Cluster-wide groups: this node's members, as other nodes are told of them, and
@@ -592,14 +597,19 @@ impl Inner {
     /// link joins a session when the peer's hello arrives.
     fn install<IO: LinkIo>(self: &Arc<Self>, ch: SecureChannel<IO>, dialled: bool) -> Arc<Link> {
         let peer = *ch.peer();
-        let link = Arc::new(Link::new(
-            peer,
-            self.outbox,
-            self.max_waiting,
-            self.channel.max_message_size,
-            dialled,
-            self.max_inbound_calls,
-        ));
+        let counters = self.counters.peer(peer);
+        counters.handshake();
+        let link = Arc::new(
+            Link::new(
+                peer,
+                self.outbox,
+                self.max_waiting,
+                self.channel.max_message_size,
+                dialled,
+                self.max_inbound_calls,
+            )
+            .with_counters(counters),
+        );
         let (reader, writer) = ch.split();
         // Our hello, then our credential, ahead of any call.
         let hello = Hello {
@@ -1540,6 +1550,59 @@ impl Node {
         members
     }
 
+    /// What this node did: per peer node, the traffic of its links (bytes and link
+    /// messages each way), handshakes and reconnects; and how many remote messages,
+    /// portal connections and relay requests its policies allowed and denied. A
+    /// snapshot, serializable with serde; see [`NodeStats`].
+    pub fn stats(&self) -> NodeStats {
+        self.inner
+            .counters
+            .snapshot(|peer| self.inner.session_with_peer(*peer).is_some())
+    }
+
+    /// Publishes [`stats`](Node::stats) through the [`metrics`] facade, to whatever
+    /// recorder the application installed (names in
+    /// [`metric_names`](crate::metric_names); labels `peer`, `direction`, `guards`,
+    /// `decision`). Counters are published as absolute values. See
+    /// [`publish_metrics`](Node::publish_metrics) to do it periodically, and
+    /// `System::record_metrics` for the agents' numbers.
+    pub fn record_metrics(&self) {
+        stats::publish(&self.stats());
+    }
+
+    /// Calls [`record_metrics`](Node::record_metrics) every `every` (from now) until
+    /// the node shuts down.
+    pub fn publish_metrics(&self, every: Duration) {
+        let node = Arc::downgrade(&self.inner);
+        self.inner.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = node.upgrade() else { return };
+                if inner.closing.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                Node { inner }.record_metrics();
+            }
+        });
+    }
+
+    /// Closes every link of this node at once, as a network failure would; sessions
+    /// then reconnect. For tests of what happens then. Not an API.
+    #[doc(hidden)]
+    pub fn break_links(&self) {
+        let peers: Vec<Arc<Peer>> = {
+            let links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
+            links.by_peer.values().cloned().collect()
+        };
+        for peer in peers {
+            if let Some(link) = peer.link() {
+                link.close();
+            }
+        }
+    }
+
     /// How many duplicate links (two links to one node at once) this node has retired.
     #[doc(hidden)]
     pub fn retired_links(&self) -> u64 {
@@ -1733,6 +1796,8 @@ async fn reconnect(node: Weak<Inner>, peer: Arc<Peer>) {
             Ok(Ok(_)) => {
                 if peer.link().is_none() {
                     peer.lose();
+                } else {
+                    n.counters.peer(peer.id).reconnected();
                 }
                 return;
             }
@@ -1804,6 +1869,7 @@ fn target_of(msg: &[u8]) -> Option<u32> {
 /// for the same agent (order per agent is kept; other messages go past).
 async fn send_or_split(
     writer: &mut ChannelWriter<impl LinkIo>,
+    counters: &stats::LinkCounters,
     large: &mut VecDeque<InPieces>,
     next_id: &mut u64,
     msg: Vec<u8>,
@@ -1814,6 +1880,7 @@ async fn send_or_split(
         return Ok(());
     }
     if msg.len() <= link::PIECE {
+        counters.sent(msg.len());
         return writer.feed(&msg).await;
     }
     *next_id += 1;
@@ -1848,7 +1915,7 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                 }
             }
             while let Some(Some(msg)) = replies.next().now_or_never() {
-                send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                send_or_split(&mut writer, &link.counters, &mut large, &mut next_id, msg).await?;
                 answered = true;
             }
             // With enough large messages in pieces, the outbox waits (and so, when it
@@ -1892,7 +1959,7 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                         None => incoming = None,
                     },
                     Some(msg) = answer => {
-                        send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                        send_or_split(&mut writer, &link.counters, &mut large, &mut next_id, msg).await?;
                         writer.flush().await?;
                     }
                     () = keepalive => writer.keepalive().await?,
@@ -1900,7 +1967,7 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                 continue;
             }
             for msg in batch {
-                send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                send_or_split(&mut writer, &link.counters, &mut large, &mut next_id, msg).await?;
             }
             // One piece of each large message per round.
             let mut i = 0;
@@ -1915,11 +1982,12 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                     l.sent = end;
                     piece
                 };
+                link.counters.sent(piece.len());
                 writer.feed(&piece).await?;
                 if large[i].sent == large[i].msg.len() {
                     if let Some(done) = large.remove(i) {
                         for msg in done.after {
-                            send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                            send_or_split(&mut writer, &link.counters, &mut large, &mut next_id, msg).await?;
                         }
                     }
                 } else {
@@ -1964,7 +2032,10 @@ async fn read_loop<IO: LinkIo>(link: Arc<Link>, mut reader: ChannelReader<IO>, n
                     None => reader.recv().await,
                 };
                 match received {
-                    Ok(msg) => msg,
+                    Ok(msg) => {
+                        link.counters.received(msg.len());
+                        msg
+                    }
                     Err(e) => break e.to_string(),
                 }
             }
@@ -2378,6 +2449,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let now = crate::agent::unix_secs(std::time::SystemTime::now());
             let cached = link.cached_decision(key, generation, now);
             if cached == Some(true) && !node.audit_allowed {
+                node.counters.decided(stats::Guarded::Message, true);
                 return self.enqueue(node, link, msg, id, permit, caller).await;
             }
             let policy = self.policies.for_handler(handler, node);
@@ -2405,6 +2477,8 @@ impl<A: RemoteAgent> Exported for Export<A> {
                 }
             };
             let policy_text = policy.as_deref().map_or("none (deny)", Policy::text);
+            node.counters
+                .decided(stats::Guarded::Message, decision.is_allowed());
             if !decision.is_allowed() {
                 tracing::warn!(
                     target: "troupe::audit",

@@ -478,6 +478,8 @@ pub(crate) struct Link {
     decisions: Mutex<HashMap<DecisionKey, CachedDecision>>,
     /// The portal connections this link carries.
     pub(crate) portals: super::portal::Streams,
+    /// Its traffic, counted into its peer's counters (see `stats`).
+    pub(crate) counters: std::sync::Arc<super::stats::LinkCounters>,
 }
 
 /// (export slot, handler, is a call, the calling agent its node named).
@@ -531,7 +533,14 @@ impl Link {
             credential_budget: Mutex::new((CREDENTIAL_BURST, std::time::Instant::now())),
             decisions: Mutex::new(HashMap::new()),
             portals: super::portal::Streams::default(),
+            counters: std::sync::Arc::default(),
         }
+    }
+
+    /// The link counts its traffic into `counters` (its peer's, in the node's stats).
+    pub(crate) fn with_counters(mut self, counters: std::sync::Arc<super::stats::LinkCounters>) -> Link {
+        self.counters = counters;
+        self
     }
 
     pub(crate) fn credential(&self) -> Option<crate::credential::VerifiedCredential> {
