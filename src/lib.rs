@@ -47,11 +47,12 @@
 
 #[doc(inline)]
 pub use actor_core::{
-    quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, Caller, Cast, ChildSpec,
-    Context, Down, Error, EventKind, Options, Pool, PoolBuilder, Protocol, QuietPanics, RegistryError,
-    RemoteAgent, Reply, Request, Restart, Result, Routing, SendError, Stats, StopReason, Strategy,
-    SupervisionEvent, Supervisor, SupervisorError, SupervisorEvents, SupervisorRef, System, TimerHandle,
-    Tree, DEFAULT_HIBERNATE_AFTER, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
+    quiet_agent_panics, ActorId, ActorRef, Agent, AgentNode, AgentState, Backoff, Broadcast, CallError,
+    Caller, Cast, ChildSpec, Context, Down, Error, EventKind, Options, Pool, PoolBuilder, Protocol,
+    QuietPanics, RegistryError, RemoteAgent, Reply, Request, Restart, Result, Routing, SendError, Stats,
+    StopReason, Strategy, SupervisionEvent, Supervisor, SupervisorError, SupervisorEvents, SupervisorNode,
+    SupervisorRef, SupervisorState, System, TimerHandle, Tree, TreeNode, DEFAULT_HIBERNATE_AFTER,
+    DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};

@@ -543,3 +543,118 @@ async fn portal_and_relay_decisions_are_counted_apart_from_messages() {
     server.shutdown().await;
     system.shutdown().await;
 }
+
+// --- System::tree as data ---
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
+    use troupe::{AgentState, SupervisorState, TreeNode};
+    let _quiet = troupe::quiet_agent_panics();
+    let system = System::new();
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .child(ChildSpec::new("worker", Worker::default))
+        .child(ChildSpec::supervisor(
+            "inner",
+            Supervisor::new(Strategy::OneForAll).child(ChildSpec::new("counter", Counter::default)),
+        ))
+        .spawn(&system);
+    let worker: ActorRef<Worker> = sup.child("worker").unwrap();
+    assert!(worker.crash().await.is_err());
+    worker.work().await.unwrap();
+    // A supervisor that waits a minute before restarting: its child stays "restarting".
+    let slow = Supervisor::new(Strategy::OneForOne)
+        .backoff(
+            Backoff::exponential(
+                std::time::Duration::from_secs(60),
+                std::time::Duration::from_secs(60),
+            )
+            .jitter(0.0),
+        )
+        .child(ChildSpec::new("flaky", Worker::default))
+        .spawn(&system);
+    let flaky: ActorRef<Worker> = slow.child("flaky").unwrap();
+    assert!(flaky.crash().await.is_err());
+    // An unsupervised, registered agent with three messages waiting.
+    let held = system.spawn(Worker::default());
+    system.register("held", &held).unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    held.hold(gate.clone()).cast().await.unwrap();
+    tokio::task::yield_now().await;
+    for _ in 0..3 {
+        held.work().cast().await.unwrap();
+    }
+    // Let the slow supervisor's task take the crash report.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    let tree = system.tree();
+    assert_eq!((tree.agents(), tree.unsupervised()), (4, 1));
+    let root = &tree.supervisors()[0];
+    assert_eq!(
+        (root.name.as_str(), root.strategy.as_str(), root.restarts),
+        ("root", "one_for_one", 1)
+    );
+    assert_eq!(root.state, SupervisorState::Running);
+    let w = tree.agent(worker.id()).unwrap();
+    assert_eq!(
+        (w.agent.as_str(), w.name.as_deref(), w.registered.as_deref()),
+        ("Worker", Some("worker"), None)
+    );
+    assert_eq!(
+        (w.state, w.restarts, w.mailbox_depth),
+        (AgentState::Running, 1, 0)
+    );
+    let TreeNode::Supervisor(inner) = &root.children[1] else {
+        panic!("a nested supervisor: {:?}", root.children[1]);
+    };
+    assert_eq!(
+        (inner.path.as_str(), inner.strategy.as_str()),
+        ("root/inner", "one_for_all")
+    );
+    let TreeNode::Agent(counter) = &inner.children[0] else {
+        panic!("an agent");
+    };
+    assert_eq!(
+        (counter.agent.as_str(), counter.name.as_deref()),
+        ("Counter", Some("counter"))
+    );
+    let f = tree.agent(flaky.id()).unwrap();
+    assert_eq!(
+        (f.state, f.status.as_str()),
+        (AgentState::Restarting, "restarting")
+    );
+    let h = tree.agent(held.id()).unwrap();
+    assert_eq!((h.name.as_deref(), h.registered.as_deref()), (None, Some("held")));
+    assert_eq!(
+        (h.state, h.mailbox_depth, h.restarts),
+        (AgentState::Running, 3, 0)
+    );
+    assert_eq!(tree.all_agents().len(), 4);
+
+    // As JSON, and back.
+    let json = serde_json::to_value(&tree).unwrap();
+    let child = &json["supervisors"][0]["children"][0];
+    assert_eq!(child["kind"], "agent");
+    assert_eq!(child["name"], "worker");
+    assert_eq!(child["state"], "running");
+    assert_eq!(child["restarts"], 1);
+    assert_eq!(json["supervisors"][0]["children"][1]["kind"], "supervisor");
+    assert_eq!(json["supervisors"][1]["children"][0]["state"], "restarting");
+    assert_eq!(json["unsupervised_agents"][0]["mailbox_depth"], 3);
+    assert_eq!(json["unsupervised_agents"][0]["registered"], "held");
+    assert_eq!(serde_json::from_value::<troupe::Tree>(json).unwrap(), tree);
+    // Printed as before.
+    let text = tree.to_string();
+    assert!(
+        text.contains(&format!("worker: Worker {} running", worker.id()))
+            || text.contains(&format!("worker: Worker {} idle", worker.id())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("flaky: Worker {} restarting", flaky.id())),
+        "{text}"
+    );
+    gate.notify_waiters();
+    system.shutdown().await;
+    // Stopped agents leave the tree.
+    assert_eq!(system.tree().all_agents().len(), 0);
+}

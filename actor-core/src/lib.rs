@@ -41,8 +41,8 @@ pub use reply::Reply;
 pub use request::{Cast, Request};
 pub use stats::Stats;
 pub use supervisor::{
-    Backoff, ChildSpec, EventKind, Restart, Strategy, SupervisionEvent, Supervisor, SupervisorError,
-    SupervisorEvents, SupervisorRef, Tree,
+    AgentNode, AgentState, Backoff, ChildSpec, EventKind, Restart, Strategy, SupervisionEvent, Supervisor,
+    SupervisorError, SupervisorEvents, SupervisorNode, SupervisorRef, SupervisorState, Tree, TreeNode,
 };
 pub use system::{System, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use timer::TimerHandle;

@@ -16,7 +16,7 @@ use crate::group::{Broadcast, Groups};
 use crate::hibernate::IdleWatch;
 use crate::registry::Registry;
 use crate::stats::{self, Stats, StatsTable};
-use crate::supervisor::{SupShared, SupervisorRef, Tree};
+use crate::supervisor::{AgentNode, SupShared, SupervisorRef, Tree};
 use crate::{ActorRef, Agent, RegistryError, Request, StopReason};
 
 /// A group of agents sharing a registry and a shutdown.
@@ -217,17 +217,65 @@ impl System {
 
     /// A snapshot of every agent of this system, printable with `{}`: the supervision
     /// trees (pools included), then the agents no supervisor owns (the first 20 of them
-    /// by name, then a count of the rest).
+    /// by id, then a count of the rest). Serializable with serde (e.g. as JSON), with
+    /// each agent's type, id, names, state (running, restarting, stopped), mailbox
+    /// depth and restarts; see [`Tree`].
+    ///
+    /// ```
+    /// use troupe::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// pub struct Counter { n: u64 }
+    ///
+    /// #[agent]
+    /// impl Counter {
+    ///     #[handle] fn add(&mut self, n: u64) { self.n += n; }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> troupe::Result<()> {
+    /// let system = System::new();
+    /// let sup = Supervisor::new(Strategy::OneForOne)
+    ///     .child(ChildSpec::new("counter", Counter::default))
+    ///     .spawn(&system);
+    /// let counter: ActorRef<Counter> = sup.child("counter")?;
+    /// counter.add(1).await?;
+    /// let tree = system.tree();
+    /// let node = tree.agent(counter.id()).unwrap();
+    /// assert_eq!((node.agent.as_str(), node.name.as_deref()), ("Counter", Some("counter")));
+    /// let json = serde_json::to_value(&tree).unwrap();
+    /// assert_eq!(json["supervisors"][0]["children"][0]["state"], "running");
+    /// # system.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn tree(&self) -> Tree {
         let roots: Vec<Arc<SupShared>> = self.inner.root_supervisors();
-        let unsupervised: Vec<(String, &'static str)> = self
+        let mut unsupervised: Vec<Arc<dyn AnyCell>> = self
             .inner
             .live_cells()
-            .iter()
+            .into_iter()
             .filter(|c| !c.is_supervised())
-            .map(|c| (format!("{} {}", c.type_name(), c.id()), c.status()))
             .collect();
-        Tree::new(self.agent_count(), &roots, unsupervised)
+        let count = unsupervised.len();
+        unsupervised.sort_by_key(|c| c.id());
+        unsupervised.truncate(crate::supervisor::MAX_UNSUPERVISED);
+        let registry = &self.inner.registry;
+        let nodes = unsupervised
+            .iter()
+            .map(|c| {
+                AgentNode::unsupervised(
+                    c.id(),
+                    c.type_name(),
+                    c.status(),
+                    c.queue_len(),
+                    registry.name_of(c.id()),
+                )
+            })
+            .collect();
+        Tree::new(self.agent_count(), &roots, nodes, count, &|id| {
+            registry.name_of(id)
+        })
     }
 
     /// What the agents of this system did, per agent type: messages handled, mailbox
