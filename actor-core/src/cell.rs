@@ -107,6 +107,9 @@ pub(crate) struct Header<A: Agent> {
     /// Registered under a name or in a group at some point: remove it from both when it
     /// stops.
     registered: AtomicBool,
+    /// A test injects faults into its messages (`testing::faults`): the message loop
+    /// looks them up. (In the header's padding: no cost to other agents.)
+    faults: AtomicBool,
     /// Its entry in the system's list of agents with a task, which the hibernation
     /// sweep watches (`hibernate::NOT_WATCHED`: none).
     watch_slot: AtomicU32,
@@ -164,6 +167,7 @@ impl<A: Agent> Cell<A> {
             supervised,
             generation: AtomicU32::new(0),
             registered: AtomicBool::new(false),
+            faults: AtomicBool::new(false),
             watch_slot: AtomicU32::new(crate::hibernate::NOT_WATCHED),
         };
         Cell {
@@ -198,6 +202,16 @@ impl<A: Agent> Cell<A> {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.mailbox.is_closed()
+    }
+
+    /// True while a test injects faults into this agent's messages.
+    #[inline]
+    pub(crate) fn has_faults(&self) -> bool {
+        self.h().faults.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_faults(&self, on: bool) {
+        self.h().faults.store(on, Ordering::Release);
     }
 
     pub(crate) fn mark_registered(&self) {
@@ -362,6 +376,9 @@ impl<A: Agent> Cell<A> {
         if self.h().registered.load(Ordering::SeqCst) {
             self.h().system.registry.remove_agent(self.h().id);
             self.h().system.groups.remove_agent(self.h().id);
+        }
+        if self.has_faults() {
+            crate::testing::forget_faults(self.h().id);
         }
         let watchers = self.mailbox.terminate(reason);
         link::notify(self.h().id, reason, watchers);

@@ -15,6 +15,7 @@ use crate::link::Down;
 use crate::mailbox::{Received, Signal};
 use crate::stats::{self, TypeStats};
 use crate::supervisor::Decision;
+use crate::testing::Injected;
 use crate::{ActorId, Agent, CallError, Context, StopReason};
 
 /// Everything an agent's task owns besides the cell.
@@ -255,6 +256,26 @@ async fn instance<A: Agent>(
             }
         }
         while let Some(Envelope { msg, reply, caller }) = batch.pop_front() {
+            // Faults a test injects (`testing::faults`); the flag is false otherwise. (A
+            // bool, not the delay itself: it is kept across the handler's await.)
+            let (delayed, reply) = if cell.has_faults() {
+                match crate::testing::injected::<A>(cell.id(), reply) {
+                    (Injected::Nothing, reply) => (false, reply),
+                    // The call's reply slot waits in the fault plan: the caller gets no
+                    // answer, as if the message were lost.
+                    (Injected::Drop, _) => continue,
+                    (Injected::Delay, reply) => (true, reply),
+                    (Injected::Crash, reply) => {
+                        let message = crate::testing::INJECTED_CRASH.to_owned();
+                        if let Some(tx) = reply {
+                            let _ = tx.send(Err(CallError::Panicked(message.clone())));
+                        }
+                        return Outcome::Ended(StopReason::Panicked(message));
+                    }
+                }
+            } else {
+                (false, reply)
+            };
             // The reply slot waits in the context: a `Reply<T>` handler takes it from there.
             ctx.set_reply(reply);
             ctx.set_caller(caller);
@@ -266,8 +287,8 @@ async fn instance<A: Agent>(
             } else {
                 0
             };
-            let handled = if tracing::enabled!(target: HANDLE_TARGET, tracing::Level::DEBUG) {
-                traced(agent, msg, ctx, cell.id()).await
+            let handled = if delayed || tracing::enabled!(target: HANDLE_TARGET, tracing::Level::DEBUG) {
+                traced(agent, msg, ctx, cell.id(), delayed).await
             } else {
                 CatchUnwind::new(pin!(agent.handle(msg, ctx))).await
             };
@@ -331,17 +352,23 @@ fn handle_span<A: Agent>(id: ActorId, msg: &A::Msg, caller: Option<&Caller>) -> 
 /// A handler's reply, or the payload of its panic.
 type Handled<A> = Result<Option<<A as Agent>::Reply>, Box<dyn Any + Send>>;
 
-/// Handles `msg` inside its `troupe::handle` span (the message loop's traced path, boxed
-/// so that it takes one word in an agent's task).
+/// Handles `msg` inside its `troupe::handle` span, after an injected delay if any (the
+/// message loop's rare path, boxed so that it takes one word in an agent's task).
 #[inline(never)]
 fn traced<'a, A: Agent>(
     agent: &'a mut A,
     msg: A::Msg,
     ctx: &'a mut Context<A>,
     id: ActorId,
+    delayed: bool,
 ) -> Pin<Box<dyn Future<Output = Handled<A>> + Send + 'a>> {
     let span = handle_span::<A>(id, &msg, ctx.caller());
-    Box::pin(async move { CatchUnwind::new(pin!(agent.handle(msg, ctx).instrument(span))).await })
+    Box::pin(async move {
+        if let Some(d) = delayed.then(|| crate::testing::delay_of(id)).flatten() {
+            tokio::time::sleep(d).await;
+        }
+        CatchUnwind::new(pin!(agent.handle(msg, ctx).instrument(span))).await
+    })
 }
 
 /// An identifier's 32 bytes as text: `I` and lower-case hex, as `Identifier` prints.
