@@ -658,3 +658,50 @@ async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
     // Stopped agents leave the tree.
     assert_eq!(system.tree().all_agents().len(), 0);
 }
+
+// --- Trace context across nodes ---
+
+/// Forwards to a counter (on another node).
+pub struct Front {
+    counter: ActorRef<Counter>,
+}
+
+#[agent]
+impl Front {
+    #[handle]
+    async fn forward(&self, n: u64) -> Result<(), CallError> {
+        self.counter.add(n).await
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_remote_call_continues_the_callers_trace_on_the_other_node() {
+    let spans = HandleSpans::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let system = System::new();
+    let (server, client, _) = server_and_client(&system).await;
+    let remote = client.lookup::<Counter>("open", server.addr()).await.unwrap();
+    let front = system.spawn(Front { counter: remote });
+    spans.taken();
+    front.forward(2).await.unwrap().unwrap();
+    front.forward(3).await.unwrap().unwrap();
+    let seen = spans.taken();
+    let fronts: Vec<_> = seen.iter().filter(|s| s["handler"] == "forward").collect();
+    let adds: Vec<_> = seen.iter().filter(|s| s["handler"] == "add").collect();
+    assert_eq!((fronts.len(), adds.len()), (2, 2), "{seen:?}");
+    for (front, add) in fronts.iter().zip(&adds) {
+        // One request, one trace: the remote handler's span is a child of the caller's.
+        assert_eq!(front["trace_id"].len(), 32);
+        assert_eq!(add["trace_id"], front["trace_id"]);
+        assert_eq!(add["parent_span_id"], front["span_id"]);
+        assert_ne!(add["span_id"], front["span_id"]);
+        assert_eq!(add["caller_node"], client.identifier().to_string());
+        // The front's own span started the trace: no parent.
+        assert!(!front.contains_key("parent_span_id"), "{front:?}");
+    }
+    // Two requests, two traces.
+    assert_ne!(fronts[0]["trace_id"], fronts[1]["trace_id"]);
+    client.shutdown().await;
+    server.shutdown().await;
+    system.shutdown().await;
+}

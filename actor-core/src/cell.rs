@@ -45,13 +45,19 @@ pub struct Envelope<A: Agent> {
 pub struct Caller {
     node: [u8; 32],
     agent: Option<[u8; 32]>,
+    /// The trace the message belongs to, when the sender was in one.
+    trace: Option<crate::trace::TraceContext>,
 }
 
 impl Caller {
     /// The caller on the node whose identifier is `node`. For the node layer.
     #[doc(hidden)]
     pub fn from_node(node: [u8; 32]) -> Caller {
-        Caller { node, agent: None }
+        Caller {
+            node,
+            agent: None,
+            trace: None,
+        }
     }
 
     /// The agent `agent` on the node `node`. For the node layer.
@@ -60,7 +66,22 @@ impl Caller {
         Caller {
             node,
             agent: Some(agent),
+            trace: None,
         }
+    }
+
+    /// The same caller, in the trace `trace` (its span id is the sender's span). For
+    /// the node layer.
+    #[doc(hidden)]
+    pub fn with_trace(mut self, trace: crate::trace::TraceContext) -> Caller {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The trace context the message came with (W3C `traceparent`), when the sender
+    /// was handling a traced message: the handler's own span continues that trace.
+    pub fn trace(&self) -> Option<&crate::trace::TraceContext> {
+        self.trace.as_ref()
     }
 
     /// The 32 bytes of the calling node's identifier.

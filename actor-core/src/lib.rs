@@ -25,6 +25,7 @@ mod supervisor;
 mod system;
 pub mod testing;
 mod timer;
+pub mod trace;
 
 pub use actor_ref::{ActorId, ActorRef};
 pub use agent::{Agent, Options, StopReason, DEFAULT_MAILBOX};

@@ -16,6 +16,7 @@ use crate::mailbox::{Received, Signal};
 use crate::stats::{self, TypeStats};
 use crate::supervisor::Decision;
 use crate::testing::Injected;
+use crate::trace::{TraceContext, WithTrace};
 use crate::{ActorId, Agent, CallError, Context, StopReason};
 
 /// Everything an agent's task owns besides the cell.
@@ -334,10 +335,11 @@ pub(crate) const HANDLE_TARGET: &str = "troupe::handle";
 
 /// The `troupe::handle` span (level `DEBUG`) around the handling of `msg`: fields
 /// `agent` (the type's name), `id` (the agent's id), `handler` (the `#[handle]`
-/// method), and, for a message from another node, `caller_node` and `caller_agent`
-/// (identifiers, as `troupe::secure::Identifier` prints them). `Span::none()` unless a
-/// subscriber enables it.
-fn handle_span<A: Agent>(id: ActorId, msg: &A::Msg, caller: Option<&Caller>) -> Span {
+/// method), `trace_id` and `span_id` (W3C, hex: see [`crate::trace`]), and, for a
+/// message from another node, `caller_node` and `caller_agent` (identifiers, as
+/// `troupe::secure::Identifier` prints them) and `parent_span_id` when it came in a
+/// trace. `Span::none()` unless a subscriber enables it.
+fn handle_span<A: Agent>(id: ActorId, msg: &A::Msg, caller: Option<&Caller>, trace: &TraceContext) -> Span {
     tracing::debug_span!(
         target: HANDLE_TARGET,
         "handle",
@@ -346,6 +348,9 @@ fn handle_span<A: Agent>(id: ActorId, msg: &A::Msg, caller: Option<&Caller>) -> 
         handler = A::handler_name(msg),
         caller_node = caller.map(|c| tracing::field::display(IdText(c.node_bytes()))),
         caller_agent = caller.and_then(|c| c.agent_bytes()).map(|a| tracing::field::display(IdText(a))),
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
+        parent_span_id = caller.and_then(|c| c.trace()).map(|t| tracing::field::display(t.span_id_hex())),
     )
 }
 
@@ -362,12 +367,25 @@ fn traced<'a, A: Agent>(
     id: ActorId,
     delayed: bool,
 ) -> Pin<Box<dyn Future<Output = Handled<A>> + Send + 'a>> {
-    let span = handle_span::<A>(id, &msg, ctx.caller());
+    // The caller's trace goes on, or a new one starts (only for an enabled span).
+    let trace = match ctx.caller().and_then(Caller::trace) {
+        Some(parent) => parent.child(),
+        None => TraceContext::new_root(),
+    };
+    let span = handle_span::<A>(id, &msg, ctx.caller(), &trace);
     Box::pin(async move {
         if let Some(d) = delayed.then(|| crate::testing::delay_of(id)).flatten() {
             tokio::time::sleep(d).await;
         }
-        CatchUnwind::new(pin!(agent.handle(msg, ctx).instrument(span))).await
+        if span.is_none() {
+            return CatchUnwind::new(pin!(agent.handle(msg, ctx))).await;
+        }
+        let mut handling = pin!(agent.handle(msg, ctx).instrument(span));
+        CatchUnwind::new(pin!(WithTrace {
+            fut: handling.as_mut(),
+            trace,
+        }))
+        .await
     })
 }
 

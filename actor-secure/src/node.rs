@@ -2218,6 +2218,20 @@ async fn read_loop<IO: LinkIo>(link: Arc<Link>, mut reader: ChannelReader<IO>, n
                 } else {
                     (link.caller.clone(), frame.payload)
                 };
+                // A call from a traced handler carries its trace context; one that does
+                // not parse is ignored (the handler starts a trace of its own).
+                let (caller, payload) = if frame.traced {
+                    let Some((trace, rest)) = payload.split_first_chunk::<{ actor_core::trace::WIRE_LEN }>()
+                    else {
+                        break "a traced call without its trace context".into();
+                    };
+                    match actor_core::trace::TraceContext::from_bytes(trace) {
+                        Ok(trace) => (Arc::new((*caller).clone().with_trace(trace)), rest),
+                        Err(_) => (caller, rest),
+                    }
+                } else {
+                    (caller, payload)
+                };
                 let export = node.export_in(frame.slot);
                 // An agent exported by sending a reference takes messages that carry its
                 // secret first.
@@ -2749,6 +2763,12 @@ impl<A: RemoteAgent> RemoteRef<A> {
             out[0] = link::FROM_AGENT;
             out.extend_from_slice(agent.as_bytes());
         }
+        // A traced handler's calls carry its trace context: the handler on the other
+        // node continues the trace (W3C trace context).
+        if let Some(trace) = in_agent.then(actor_core::trace::current).flatten() {
+            out[0] |= link::TRACED;
+            out.extend_from_slice(&trace.to_bytes());
+        }
         // An agent exported by sending a reference is reached with its secret first.
         if self.token != 0 {
             out.extend_from_slice(&self.token.to_le_bytes());
@@ -2803,9 +2823,9 @@ impl<A: RemoteAgent> RemoteRef<A> {
             },
             None => (Kind::Cast, 0),
         };
-        let from_agent = out[0] & link::FROM_AGENT;
+        let flags = out[0] & (link::FROM_AGENT | link::TRACED);
         out[..link::HEADER_LEN].copy_from_slice(&link::encode(kind, id, self.slot, 0));
-        out[0] |= from_agent;
+        out[0] |= flags;
         Ok(Some(out))
     }
 
