@@ -186,6 +186,7 @@ impl Worker {
     }
 }
 
+// ANCHOR: stats
 #[tokio::test(flavor = "current_thread")]
 async fn stats_count_messages_crashes_restarts_and_timeouts_per_agent_type() {
     let _quiet = troupe::quiet_agent_panics();
@@ -222,6 +223,7 @@ async fn stats_count_messages_crashes_restarts_and_timeouts_per_agent_type() {
     // (The timed-out call was handled all the same.)
     assert_eq!((w.live, w.messages_handled), (0, 9));
 }
+// ANCHOR_END: stats
 
 #[tokio::test(flavor = "current_thread")]
 async fn stats_show_each_mailbox_depth_as_it_is_now() {
@@ -586,6 +588,7 @@ async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
     // Let the slow supervisor's task take the crash report.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
+    // ANCHOR: tree
     let tree = system.tree();
     assert_eq!((tree.agents(), tree.unsupervised()), (4, 1));
     let root = &tree.supervisors()[0];
@@ -642,6 +645,7 @@ async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
     assert_eq!(json["unsupervised_agents"][0]["mailbox_depth"], 3);
     assert_eq!(json["unsupervised_agents"][0]["registered"], "held");
     assert_eq!(serde_json::from_value::<troupe::Tree>(json).unwrap(), tree);
+    // ANCHOR_END: tree
     // Printed as before.
     let text = tree.to_string();
     assert!(
