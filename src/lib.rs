@@ -47,11 +47,12 @@
 
 #[doc(inline)]
 pub use actor_core::{
-    quiet_agent_panics, ActorId, ActorRef, Agent, Backoff, Broadcast, CallError, Caller, Cast, ChildSpec,
-    Context, Down, Error, EventKind, Options, Pool, PoolBuilder, Protocol, QuietPanics, RegistryError,
-    RemoteAgent, Reply, Request, Restart, Result, Routing, SendError, StopReason, Strategy, SupervisionEvent,
-    Supervisor, SupervisorError, SupervisorEvents, SupervisorRef, System, TimerHandle, Tree,
-    DEFAULT_HIBERNATE_AFTER, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
+    quiet_agent_panics, ActorId, ActorRef, Agent, AgentNode, AgentState, Backoff, Broadcast, CallError,
+    Caller, Cast, ChildSpec, Context, Down, Error, EventKind, Options, Pool, PoolBuilder, Protocol,
+    QuietPanics, RegistryError, RemoteAgent, Reply, Request, Restart, Result, Routing, SendError, Stats,
+    StopReason, Strategy, SupervisionEvent, Supervisor, SupervisorError, SupervisorEvents, SupervisorNode,
+    SupervisorRef, SupervisorState, System, TimerHandle, Tree, TreeNode, DEFAULT_HIBERNATE_AFTER,
+    DEFAULT_MAILBOX, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 #[doc(inline)]
 pub use actor_macros::{agent, handle, on_down, on_start, on_stop};
@@ -63,6 +64,9 @@ pub mod mcp;
 
 /// Access control: attributes and policies (see the `actor-abac` crate).
 pub use actor_abac as abac;
+/// What a system's agents did, per agent type: [`System::stats`] and the metric names of
+/// [`System::record_metrics`].
+pub use actor_core::stats;
 /// Testing agents: [`Probe`](testing::Probe), a stand-in that records what it receives.
 pub use actor_core::testing;
 /// Identities and secure channels (see the `actor-secure` crate).

@@ -224,3 +224,93 @@ async fn timers_and_timeouts_follow_paused_time() {
     system.shutdown().await;
 }
 // ANCHOR_END: virtual_time
+
+// --- Fault injection: troupe::testing::faults ---
+
+// ANCHOR: faults
+#[tokio::test(start_paused = true)]
+async fn a_supervised_counter_survives_an_injected_crash_and_keeps_its_mailbox() {
+    use troupe::testing::{faults, INJECTED_CRASH};
+    let _quiet = troupe::quiet_agent_panics();
+    let system = System::new();
+    let sup = Supervisor::new(Strategy::OneForOne)
+        .child(ChildSpec::new("counter", Counter::default))
+        .spawn(&system);
+    let counter: ActorRef<Counter> = sup.child("counter").unwrap();
+    // The third message from now crashes the counter instead of being handled.
+    faults(&counter).crash_on_nth(3);
+    for n in [1, 2, 4, 8] {
+        counter.add(n).cast().await.unwrap();
+    }
+    // 1 and 2 were handled, 4 crashed the first instance, 8 went to the restarted one.
+    assert_eq!(counter.get().await, Ok(8));
+    assert_eq!(sup.restarts(), 1);
+    // Once: the next messages are handled as usual.
+    counter.add(1).await.unwrap();
+    assert_eq!(counter.get().await, Ok(9));
+    // A call that meets the crash gets it as a panic.
+    faults(&counter).crash_on_nth(1);
+    assert_eq!(
+        counter.get().await,
+        Err(CallError::Panicked(INJECTED_CRASH.into()))
+    );
+    system.shutdown().await;
+}
+// ANCHOR_END: faults
+
+#[tokio::test(start_paused = true)]
+async fn an_injected_delay_holds_each_message_on_tokios_clock() {
+    use troupe::testing::faults;
+    let system = System::new();
+    let counter = system.spawn(Counter::default());
+    let slow = faults(&counter);
+    slow.delay(Duration::from_secs(10));
+    let start = tokio::time::Instant::now();
+    counter.add(1).await.unwrap();
+    counter.add(1).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(20));
+    // A caller with a shorter timeout gives up.
+    assert_eq!(
+        counter.get().timeout(Duration::from_secs(1)).await,
+        Err(CallError::Timeout)
+    );
+    slow.delay(Duration::ZERO);
+    let start = tokio::time::Instant::now();
+    assert_eq!(counter.get().await, Ok(2));
+    assert!(start.elapsed() < Duration::from_secs(10), "{:?}", start.elapsed());
+    system.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_messages_are_never_handled_and_their_calls_never_answered() {
+    use troupe::testing::faults;
+    let system = System::new();
+    let counter = system.spawn(Counter::default());
+    let lossy = faults(&counter);
+    lossy.drop_next(2);
+    counter.add(5).cast().await.unwrap(); // lost
+                                          // Lost too: the caller waits until its timeout.
+    assert_eq!(
+        counter.get().timeout(Duration::from_secs(3)).await,
+        Err(CallError::Timeout)
+    );
+    counter.add(1).await.unwrap();
+    assert_eq!(counter.get().await, Ok(1));
+    assert_eq!(lossy.dropped(), 2);
+    // A held call fails once the faults are cleared.
+    lossy.drop_next(1);
+    let held = tokio::spawn(counter.get());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!held.is_finished());
+    lossy.clear();
+    assert_eq!(held.await.unwrap(), Err(CallError::Stopped));
+    assert_eq!(counter.get().await, Ok(1));
+    system.shutdown().await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "is not a local agent")]
+async fn faults_need_a_local_agent() {
+    let probe = Probe::<Counter>::new();
+    troupe::testing::faults(&probe.reference());
+}

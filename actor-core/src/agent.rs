@@ -31,6 +31,15 @@ pub trait Agent: Sized + Send + 'static {
         Options::default()
     }
 
+    /// The name of the handler that `msg` is for (the `#[handle]` method's name), for
+    /// traces and metrics: the `handler` field of the `troupe::handle` span. Generated
+    /// by `#[agent]` (a `match` returning a string literal: no allocation); a
+    /// hand-written agent that does not override it reports `"handle"`.
+    fn handler_name(msg: &Self::Msg) -> &'static str {
+        let _ = msg;
+        "handle"
+    }
+
     /// Handles one message and produces its reply; `None` when the handler took the
     /// reply slot to answer later (see [`Reply`](crate::Reply)).
     fn handle(

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use crate::link::{self, Watch};
 use crate::mailbox::{Kill, Mailbox, Signal, Sweep, Wake};
 use crate::runner;
+use crate::stats::TypeStats;
 use crate::supervisor::{Decision, SupShared};
 use crate::system::SystemInner;
 use crate::{ActorId, ActorRef, Agent, CallError, Context, StopReason};
@@ -44,13 +45,19 @@ pub struct Envelope<A: Agent> {
 pub struct Caller {
     node: [u8; 32],
     agent: Option<[u8; 32]>,
+    /// The trace the message belongs to, when the sender was in one.
+    trace: Option<crate::trace::TraceContext>,
 }
 
 impl Caller {
     /// The caller on the node whose identifier is `node`. For the node layer.
     #[doc(hidden)]
     pub fn from_node(node: [u8; 32]) -> Caller {
-        Caller { node, agent: None }
+        Caller {
+            node,
+            agent: None,
+            trace: None,
+        }
     }
 
     /// The agent `agent` on the node `node`. For the node layer.
@@ -59,7 +66,22 @@ impl Caller {
         Caller {
             node,
             agent: Some(agent),
+            trace: None,
         }
+    }
+
+    /// The same caller, in the trace `trace` (its span id is the sender's span). For
+    /// the node layer.
+    #[doc(hidden)]
+    pub fn with_trace(mut self, trace: crate::trace::TraceContext) -> Caller {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The trace context the message came with (W3C `traceparent`), when the sender
+    /// was handling a traced message: the handler's own span continues that trace.
+    pub fn trace(&self) -> Option<&crate::trace::TraceContext> {
+        self.trace.as_ref()
     }
 
     /// The 32 bytes of the calling node's identifier.
@@ -106,9 +128,14 @@ pub(crate) struct Header<A: Agent> {
     /// Registered under a name or in a group at some point: remove it from both when it
     /// stops.
     registered: AtomicBool,
+    /// A test injects faults into its messages (`testing::faults`): the message loop
+    /// looks them up. (In the header's padding: no cost to other agents.)
+    faults: AtomicBool,
     /// Its entry in the system's list of agents with a task, which the hibernation
     /// sweep watches (`hibernate::NOT_WATCHED`: none).
     watch_slot: AtomicU32,
+    /// The counters of its type in its system.
+    stats: Arc<TypeStats>,
 }
 
 /// How a supervised agent is rebuilt and whom it reports to.
@@ -138,6 +165,10 @@ pub(crate) trait AnyCell: Send + Sync {
     fn has_task(&self) -> bool;
     /// Its entry in the hibernation watch list.
     fn watch_slot(&self) -> &AtomicU32;
+    /// The counters of its type.
+    fn type_stats(&self) -> &Arc<TypeStats>;
+    /// Messages waiting in its mailbox.
+    fn queue_len(&self) -> usize;
 }
 
 impl<A: Agent> Cell<A> {
@@ -150,12 +181,14 @@ impl<A: Agent> Cell<A> {
         supervised: Option<Box<Supervised<A>>>,
     ) -> Self {
         let header = Header {
+            stats: system.stats.of::<A>(),
             system,
             id,
             slot,
             supervised,
             generation: AtomicU32::new(0),
             registered: AtomicBool::new(false),
+            faults: AtomicBool::new(false),
             watch_slot: AtomicU32::new(crate::hibernate::NOT_WATCHED),
         };
         Cell {
@@ -169,6 +202,11 @@ impl<A: Agent> Cell<A> {
 
     pub(crate) fn id(&self) -> ActorId {
         self.h().id
+    }
+
+    /// The counters of its type in its system.
+    pub(crate) fn stats(&self) -> &TypeStats {
+        &self.h().stats
     }
 
     pub(crate) fn generation(&self) -> u32 {
@@ -185,6 +223,16 @@ impl<A: Agent> Cell<A> {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.mailbox.is_closed()
+    }
+
+    /// True while a test injects faults into this agent's messages.
+    #[inline]
+    pub(crate) fn has_faults(&self) -> bool {
+        self.h().faults.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_faults(&self, on: bool) {
+        self.h().faults.store(on, Ordering::Release);
     }
 
     pub(crate) fn mark_registered(&self) {
@@ -308,6 +356,9 @@ impl<A: Agent> Cell<A> {
     /// restarted in place (their task is gone).
     pub(crate) fn end_instance(&self, reason: &StopReason, killed: bool) -> Decision {
         self.h().generation.fetch_add(1, Ordering::AcqRel);
+        if reason.is_abnormal() || killed {
+            self.h().stats.crashed();
+        }
         if killed {
             tracing::warn!(agent = %self.h().id, "agent killed");
         } else if reason.is_abnormal() {
@@ -346,6 +397,9 @@ impl<A: Agent> Cell<A> {
         if self.h().registered.load(Ordering::SeqCst) {
             self.h().system.registry.remove_agent(self.h().id);
             self.h().system.groups.remove_agent(self.h().id);
+        }
+        if self.has_faults() {
+            crate::testing::forget_faults(self.h().id);
         }
         let watchers = self.mailbox.terminate(reason);
         link::notify(self.h().id, reason, watchers);
@@ -408,6 +462,14 @@ impl<A: Agent> AnyCell for Cell<A> {
 
     fn watch_slot(&self) -> &AtomicU32 {
         &self.h().watch_slot
+    }
+
+    fn type_stats(&self) -> &Arc<TypeStats> {
+        &self.h().stats
+    }
+
+    fn queue_len(&self) -> usize {
+        self.mailbox.len()
     }
 }
 

@@ -20,10 +20,12 @@ mod registry;
 mod reply;
 mod request;
 mod runner;
+pub mod stats;
 mod supervisor;
 mod system;
 pub mod testing;
 mod timer;
+pub mod trace;
 
 pub use actor_ref::{ActorId, ActorRef};
 pub use agent::{Agent, Options, StopReason, DEFAULT_MAILBOX};
@@ -38,9 +40,10 @@ pub use pool::{Pool, PoolBuilder, Routing};
 pub use protocol::{Protocol, RemoteAgent};
 pub use reply::Reply;
 pub use request::{Cast, Request};
+pub use stats::Stats;
 pub use supervisor::{
-    Backoff, ChildSpec, EventKind, Restart, Strategy, SupervisionEvent, Supervisor, SupervisorError,
-    SupervisorEvents, SupervisorRef, Tree,
+    AgentNode, AgentState, Backoff, ChildSpec, EventKind, Restart, Strategy, SupervisionEvent, Supervisor,
+    SupervisorError, SupervisorEvents, SupervisorNode, SupervisorRef, SupervisorState, Tree, TreeNode,
 };
 pub use system::{System, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use timer::TimerHandle;

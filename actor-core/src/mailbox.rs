@@ -546,7 +546,7 @@ impl<M, P, H> Mailbox<M, P, H> {
         Poll::Pending
     }
 
-    #[cfg(test)]
+    /// Messages waiting (not counting a batch the receiver took).
     pub(crate) fn len(&self) -> usize {
         self.state.lock().queue.len()
     }

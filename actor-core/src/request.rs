@@ -171,7 +171,7 @@ impl<A: Agent, R> Future for Request<A, R> {
                         this.msg = Some(env.msg);
                         call.tx = env.reply;
                     }
-                    return call.poll_deadline(cx);
+                    return call.poll_deadline(cx, &this.target);
                 }
             }
         }
@@ -179,7 +179,7 @@ impl<A: Agent, R> Future for Request<A, R> {
             Poll::Ready(Ok(Ok(reply))) => Poll::Ready((this.extract)(reply).ok_or(CallError::BadReply)),
             Poll::Ready(Ok(Err(e))) => Poll::Ready(Err(e)),
             Poll::Ready(Err(_dropped)) => Poll::Ready(Err(CallError::Stopped)),
-            Poll::Pending => call.poll_deadline(cx),
+            Poll::Pending => call.poll_deadline(cx, &this.target),
         }
     }
 }
@@ -192,9 +192,12 @@ fn drop_started<A: Agent>(call: Call<A>) {
 }
 
 impl<A: Agent> Call<A> {
-    fn poll_deadline<T>(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, CallError>> {
+    fn poll_deadline<T>(&mut self, cx: &mut Context<'_>, target: &RawRef<A>) -> Poll<Result<T, CallError>> {
         if let Some(sleep) = &mut self.deadline {
             if sleep.as_mut().poll(cx).is_ready() {
+                if let Some(cell) = target.local_cell() {
+                    cell.stats().timed_out();
+                }
                 return Poll::Ready(Err(CallError::Timeout));
             }
         }

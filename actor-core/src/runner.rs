@@ -8,10 +8,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::task::{Context as TaskContext, Poll};
 
-use crate::cell::{Cell, Envelope, Parked, Resume};
+use tracing::{Instrument, Span};
+
+use crate::cell::{Caller, Cell, Envelope, Parked, Resume};
 use crate::link::Down;
 use crate::mailbox::{Received, Signal};
+use crate::stats::{self, TypeStats};
 use crate::supervisor::Decision;
+use crate::testing::Injected;
+use crate::trace::{TraceContext, WithTrace};
 use crate::{ActorId, Agent, CallError, Context, StopReason};
 
 /// Everything an agent's task owns besides the cell.
@@ -90,6 +95,7 @@ pub(crate) fn run<A: Agent>(mut task: Task<A>) -> impl Future<Output = ()> + Sen
                 // Close first so that nothing waits on an agent that is going away: queued
                 // and unhandled messages are dropped here, which resolves their calls to
                 // `Stopped`.
+                cell.stats().gave_back(task.batch.len());
                 drop(std::mem::take(&mut task.batch));
                 drop(cell.mailbox().close());
             }
@@ -161,6 +167,8 @@ impl<A: Agent> Task<A> {
         if let Some(Ok(agent)) = self.agent.take() {
             drop_agent(cell.id(), agent);
         }
+        // Messages taken but not handled were counted as handled: not any more.
+        cell.stats().gave_back(self.batch.len());
         if matches!(decision, Decision::Final) {
             drop(std::mem::take(&mut self.batch));
             drop(cell.mailbox().close());
@@ -216,6 +224,10 @@ async fn instance<A: Agent>(
         // Back from hibernation: the same instance goes on.
         Some(resume) => ctx.trap_exits(resume.trap_exits),
         None => {
+            if generation > 0 {
+                // An instance ended before this one: a restart.
+                cell.stats().restarted();
+            }
             // Rare paths (start, signals, stop) are boxed so that an idle agent's task
             // holds only what the message loop needs.
             if let Err(panic) = CatchUnwind::new(Box::pin(agent.on_start(ctx)).as_mut()).await {
@@ -226,6 +238,9 @@ async fn instance<A: Agent>(
             }
         }
     }
+    // The count of messages of this type before the current batch, modulo
+    // `SAMPLE_EVERY`: decides which messages are timed (see `TypeStats::timed`).
+    let mut base: u8 = 0;
     loop {
         // After an in-place restart the batch still holds the crashed instance's
         // unhandled messages: they come first.
@@ -238,14 +253,49 @@ async fn instance<A: Agent>(
                     }
                     continue;
                 }
-                Received::Batch => {}
+                Received::Batch => base = (cell.stats().took(batch.len()) % stats::SAMPLE_EVERY) as u8,
             }
         }
         while let Some(Envelope { msg, reply, caller }) = batch.pop_front() {
             // The reply slot waits in the context: a `Reply<T>` handler takes it from there.
             ctx.set_reply(reply);
             ctx.set_caller(caller);
-            let handled = CatchUnwind::new(pin!(agent.handle(msg, ctx))).await;
+            // Traced only when a subscriber wants the span: otherwise this costs a relaxed
+            // load and a compare (tracing's cached callsite interest). The traced path is
+            // boxed, so that an untraced agent's task stays as small as it was.
+            let started = if TypeStats::timed(base.into(), batch.len()) {
+                stats::now_ns()
+            } else {
+                0
+            };
+            // The rare path (traced, or faults a test injects with `testing::faults`) is
+            // boxed; the common one pays a flag and tracing's interest check. (Deciding
+            // the faults here, before the reply slot went to the context, cost 15
+            // instructions per message on `tell`.)
+            let faulty = cell.has_faults();
+            let handled = if faulty || tracing::enabled!(target: HANDLE_TARGET, tracing::Level::DEBUG) {
+                match traced(agent, msg, ctx, cell.id(), faulty).await {
+                    Slow::Handled(handled) => handled,
+                    // The call's reply slot waits in the fault plan: the caller gets no
+                    // answer, as if the message were lost.
+                    Slow::Dropped => {
+                        ctx.set_caller(None);
+                        continue;
+                    }
+                    // The call (if any) was answered with the crash.
+                    Slow::Crashed => {
+                        ctx.set_caller(None);
+                        return Outcome::Ended(StopReason::Panicked(
+                            crate::testing::INJECTED_CRASH.to_owned(),
+                        ));
+                    }
+                }
+            } else {
+                CatchUnwind::new(pin!(agent.handle(msg, ctx))).await
+            };
+            if started != 0 {
+                cell.stats().sample(stats::now_ns().saturating_sub(started));
+            }
             // Hooks and the next message must not see this message's caller.
             ctx.set_caller(None);
             match handled {
@@ -277,6 +327,109 @@ async fn instance<A: Agent>(
         }
         // Let other tasks on this worker run between batches of a busy agent.
         tokio::task::consume_budget().await;
+    }
+}
+
+/// The target of the span around each handled message (see [`handle_span`]).
+pub(crate) const HANDLE_TARGET: &str = "troupe::handle";
+
+/// The `troupe::handle` span (level `DEBUG`) around the handling of `msg`: fields
+/// `agent` (the type's name), `id` (the agent's id), `handler` (the `#[handle]`
+/// method), `trace_id` and `span_id` (W3C, hex: see [`crate::trace`]), and, for a
+/// message from another node, `caller_node` and `caller_agent` (identifiers, as
+/// `troupe::secure::Identifier` prints them) and `parent_span_id` when it came in a
+/// trace. `Span::none()` unless a subscriber enables it.
+fn handle_span<A: Agent>(id: ActorId, msg: &A::Msg, caller: Option<&Caller>, trace: &TraceContext) -> Span {
+    tracing::debug_span!(
+        target: HANDLE_TARGET,
+        "handle",
+        agent = crate::actor_ref::short_type_name::<A>(),
+        id = %id,
+        handler = A::handler_name(msg),
+        caller_node = caller.map(|c| tracing::field::display(IdText(c.node_bytes()))),
+        caller_agent = caller.and_then(|c| c.agent_bytes()).map(|a| tracing::field::display(IdText(a))),
+        trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
+        parent_span_id = caller.and_then(|c| c.trace()).map(|t| tracing::field::display(t.span_id_hex())),
+    )
+}
+
+/// A handler's reply, or the payload of its panic.
+type Handled<A> = Result<Option<<A as Agent>::Reply>, Box<dyn Any + Send>>;
+
+/// Handles `msg` inside its `troupe::handle` span, after an injected delay if any (the
+/// message loop's rare path, boxed so that it takes one word in an agent's task).
+#[inline(never)]
+fn traced<'a, A: Agent>(
+    agent: &'a mut A,
+    msg: A::Msg,
+    ctx: &'a mut Context<A>,
+    id: ActorId,
+    faulty: bool,
+) -> Pin<Box<dyn Future<Output = Slow<A>> + Send + 'a>> {
+    let mut delayed = false;
+    if faulty {
+        match crate::testing::injected::<A>(id, ctx.take_reply()) {
+            (Injected::Nothing, reply) => ctx.set_reply(reply),
+            (Injected::Delay, reply) => {
+                ctx.set_reply(reply);
+                delayed = true;
+            }
+            (Injected::Drop, _) => return Box::pin(std::future::ready(Slow::Dropped)),
+            (Injected::Crash, reply) => {
+                if let Some(tx) = reply {
+                    let _ = tx.send(Err(CallError::Panicked(
+                        crate::testing::INJECTED_CRASH.to_owned(),
+                    )));
+                }
+                return Box::pin(std::future::ready(Slow::Crashed));
+            }
+        }
+    }
+    // The caller's trace goes on, or a new one starts (only for an enabled span).
+    let trace = match ctx.caller().and_then(Caller::trace) {
+        Some(parent) => parent.child(),
+        None => TraceContext::new_root(),
+    };
+    let span = handle_span::<A>(id, &msg, ctx.caller(), &trace);
+    Box::pin(async move {
+        if let Some(d) = delayed.then(|| crate::testing::delay_of(id)).flatten() {
+            tokio::time::sleep(d).await;
+        }
+        if span.is_none() {
+            return Slow::Handled(CatchUnwind::new(pin!(agent.handle(msg, ctx))).await);
+        }
+        let mut handling = pin!(agent.handle(msg, ctx).instrument(span));
+        Slow::Handled(
+            CatchUnwind::new(pin!(WithTrace {
+                fut: handling.as_mut(),
+                trace,
+            }))
+            .await,
+        )
+    })
+}
+
+/// What the message loop's rare path did with a message.
+enum Slow<A: Agent> {
+    /// Handled (traced, or after an injected delay).
+    Handled(Handled<A>),
+    /// An injected fault dropped it.
+    Dropped,
+    /// An injected fault crashed the agent on it.
+    Crashed,
+}
+
+/// An identifier's 32 bytes as text: `I` and lower-case hex, as `Identifier` prints.
+struct IdText<'a>(&'a [u8; 32]);
+
+impl std::fmt::Display for IdText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("I")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
     }
 }
 
@@ -439,12 +592,16 @@ mod footprint {
             },
             ctx,
         ));
-        assert!(std::mem::size_of::<Cell<Tiny>>() <= 144);
+        // 152 since per-type stats (a pointer in the header): with the `Arc` counts and
+        // malloc's header that is still a 176-byte chunk, as 144 was.
+        assert!(std::mem::size_of::<Cell<Tiny>>() <= 152);
         // The agent's per-message signal check never shares a cache line with what a
         // sender writes (see `Mailbox`).
         assert!(crate::cell::signal_flag_distance::<Tiny>() >= 64);
         assert!(std::mem::size_of_val(&inst) <= 256);
-        assert!(std::mem::size_of_val(&fut) <= 448);
+        // 464 since the handling time sample (a start time held across the handler's
+        // await); a task exists only while its agent is busy (idle agents hibernate).
+        assert!(std::mem::size_of_val(&fut) <= 464);
         // The reply slot of the message being handled lives in the context, and a
         // reference is two words (one agent, or a pool).
         assert!(std::mem::size_of::<Context<Tiny>>() <= 64);

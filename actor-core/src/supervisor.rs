@@ -26,7 +26,8 @@ use tokio::time::Instant;
 pub use backoff::Backoff;
 pub use child::ChildSpec;
 pub use events::{EventKind, SupervisionEvent, SupervisorEvents};
-pub use tree::Tree;
+pub(crate) use tree::MAX_UNSUPERVISED;
+pub use tree::{AgentNode, AgentState, SupervisorNode, SupervisorState, Tree, TreeNode};
 
 use crate::{ActorId, ActorRef, Agent, StopReason, System};
 use child::ChildOps;
@@ -394,6 +395,8 @@ pub(crate) struct ChildEntry {
     started: bool,
     /// Restarts of this child in a row (for backoff); reset after a quiet period.
     attempts: u32,
+    /// Restarts of this child in all (for `system.tree()`).
+    restarts: u64,
     last_restart: Option<Instant>,
 }
 
@@ -511,6 +514,7 @@ impl SupShared {
         if in_place && st.strategy == Strategy::OneForOne && st.backoff.is_none() && st.record_restart() {
             let child = &mut st.children[i];
             child.attempts += 1;
+            child.restarts += 1;
             child.last_restart = Some(Instant::now());
             return Decision::RestartInPlace;
         }

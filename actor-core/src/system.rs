@@ -15,7 +15,8 @@ use crate::cell::{self, AnyCell};
 use crate::group::{Broadcast, Groups};
 use crate::hibernate::IdleWatch;
 use crate::registry::Registry;
-use crate::supervisor::{SupShared, SupervisorRef, Tree};
+use crate::stats::{self, Stats, StatsTable};
+use crate::supervisor::{AgentNode, SupShared, SupervisorRef, Tree};
 use crate::{ActorRef, Agent, RegistryError, Request, StopReason};
 
 /// A group of agents sharing a registry and a shutdown.
@@ -63,6 +64,8 @@ pub(crate) struct SystemInner {
     /// Agents with a task, watched for hibernation.
     pub(crate) idle: IdleWatch,
     supervisors: Mutex<Vec<Weak<SupShared>>>,
+    /// The counters of each agent type.
+    pub(crate) stats: StatsTable,
 }
 
 /// Every live agent, so that shutdown can reach them all. The system holds each agent
@@ -107,6 +110,7 @@ impl System {
                 groups: Groups::default(),
                 idle: IdleWatch::default(),
                 supervisors: Mutex::new(Vec::new()),
+                stats: StatsTable::default(),
             }),
         }
     }
@@ -213,17 +217,139 @@ impl System {
 
     /// A snapshot of every agent of this system, printable with `{}`: the supervision
     /// trees (pools included), then the agents no supervisor owns (the first 20 of them
-    /// by name, then a count of the rest).
+    /// by id, then a count of the rest). Serializable with serde (e.g. as JSON), with
+    /// each agent's type, id, names, state (running, restarting, stopped), mailbox
+    /// depth and restarts; see [`Tree`].
+    ///
+    /// ```
+    /// use troupe::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// pub struct Counter { n: u64 }
+    ///
+    /// #[agent]
+    /// impl Counter {
+    ///     #[handle] fn add(&mut self, n: u64) { self.n += n; }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> troupe::Result<()> {
+    /// let system = System::new();
+    /// let sup = Supervisor::new(Strategy::OneForOne)
+    ///     .child(ChildSpec::new("counter", Counter::default))
+    ///     .spawn(&system);
+    /// let counter: ActorRef<Counter> = sup.child("counter")?;
+    /// counter.add(1).await?;
+    /// let tree = system.tree();
+    /// let node = tree.agent(counter.id()).unwrap();
+    /// assert_eq!((node.agent.as_str(), node.name.as_deref()), ("Counter", Some("counter")));
+    /// let json = serde_json::to_value(&tree).unwrap();
+    /// assert_eq!(json["supervisors"][0]["children"][0]["state"], "running");
+    /// # system.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn tree(&self) -> Tree {
         let roots: Vec<Arc<SupShared>> = self.inner.root_supervisors();
-        let unsupervised: Vec<(String, &'static str)> = self
+        let mut unsupervised: Vec<Arc<dyn AnyCell>> = self
             .inner
             .live_cells()
-            .iter()
+            .into_iter()
             .filter(|c| !c.is_supervised())
-            .map(|c| (format!("{} {}", c.type_name(), c.id()), c.status()))
             .collect();
-        Tree::new(self.agent_count(), &roots, unsupervised)
+        let count = unsupervised.len();
+        unsupervised.sort_by_key(|c| c.id());
+        unsupervised.truncate(crate::supervisor::MAX_UNSUPERVISED);
+        let registry = &self.inner.registry;
+        let nodes = unsupervised
+            .iter()
+            .map(|c| {
+                AgentNode::unsupervised(
+                    c.id(),
+                    c.type_name(),
+                    c.status(),
+                    c.queue_len(),
+                    registry.name_of(c.id()),
+                )
+            })
+            .collect();
+        Tree::new(self.agent_count(), &roots, nodes, count, &|id| {
+            registry.name_of(id)
+        })
+    }
+
+    /// What the agents of this system did, per agent type: messages handled, mailbox
+    /// depth (now), handling time (a histogram), calls timed out, restarts, crashes. A
+    /// snapshot, serializable with serde (e.g. as JSON); see [`Stats`].
+    ///
+    /// The counters cost the message loop an atomic add per batch and two clock reads
+    /// per [`SAMPLE_EVERY`](crate::stats::SAMPLE_EVERY) messages; the mailbox depths are
+    /// read here, one mailbox lock per live agent.
+    ///
+    /// ```
+    /// use troupe::prelude::*;
+    ///
+    /// #[derive(Default)]
+    /// pub struct Counter { n: u64 }
+    ///
+    /// #[agent]
+    /// impl Counter {
+    ///     #[handle] fn add(&mut self, n: u64) { self.n += n; }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> troupe::Result<()> {
+    /// let system = System::new();
+    /// let counter = system.spawn(Counter::default());
+    /// for n in 0..3 {
+    ///     counter.add(n).await?;
+    /// }
+    /// let stats = system.stats();
+    /// let counters = stats.agent_type("Counter").unwrap();
+    /// assert_eq!((counters.live, counters.messages_handled), (1, 3));
+    /// println!("{}", serde_json::to_string_pretty(&stats).unwrap());
+    /// # system.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let cells = self.inner.live_cells();
+        stats::snapshot(
+            &self.inner.stats,
+            self.agent_count(),
+            cells.iter().map(|c| (Arc::as_ptr(c.type_stats()), c.queue_len())),
+        )
+    }
+
+    /// Publishes [`stats`](System::stats) through the [`metrics`] facade, to whatever
+    /// recorder the application installed (e.g. `metrics-exporter-prometheus`): per agent
+    /// type (label `agent`), counters as absolute values, gauges set to the current
+    /// value, and the handling times sampled since the last call into a histogram (each
+    /// at the middle of its bucket). The names are in [`stats::names`](crate::stats::names).
+    /// Without a recorder this does nothing but take the snapshot. See
+    /// [`publish_metrics`](System::publish_metrics) to do it periodically.
+    pub fn record_metrics(&self) {
+        stats::publish(&self.inner.stats, &self.stats());
+    }
+
+    /// Calls [`record_metrics`](System::record_metrics) every `every` (from now) on a
+    /// task of the system's runtime, until the system is dropped or shut down.
+    pub fn publish_metrics(&self, every: Duration) {
+        let system = Arc::downgrade(&self.inner);
+        let task = async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = system.upgrade() else { return };
+                let system = System::from_inner(inner);
+                system.record_metrics();
+                if system.inner.is_shutting_down() {
+                    return;
+                }
+            }
+        };
+        drop(self.inner.start(task));
     }
 
     /// Stops every agent and waits until all have stopped and run their `#[on_stop]`

@@ -1,5 +1,6 @@
 //! Testing agents: a [`Probe`] stands in for an agent and records what it receives, in
-//! the style of Akka's `TestProbe`.
+//! the style of Akka's `TestProbe`; [`faults`] makes a live agent crash on its nth
+//! message, handle its messages late, or lose some.
 //!
 //! ```
 //! use std::time::Duration;
@@ -33,6 +34,11 @@
 //! # Ok(())
 //! # }
 //! ```
+
+mod faults;
+
+pub(crate) use faults::{delay_of, forget_faults, injected, Injected};
+pub use faults::{faults, Faults, INJECTED_CRASH};
 
 use std::collections::VecDeque;
 use std::fmt;

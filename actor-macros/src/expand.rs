@@ -42,6 +42,27 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
         }
     });
 
+    // Handler names by message, for `Agent::handler_name` (traces, metrics) and
+    // `RemoteAgent::handler` (access control).
+    let handler_arms: Vec<TokenStream> = model
+        .handlers
+        .iter()
+        .map(|h| {
+            let variant = &h.variant;
+            let method = h.method.to_string();
+            quote! { #msg::#variant { .. } => #method, }
+        })
+        .collect();
+    let phantom_handler =
+        (!type_params.is_empty()).then(|| quote!(#msg::__Phantom(never, _) => match *never {},));
+
+    // An agent without handlers has an empty message enum: nothing to match.
+    let handler_name_body = if handler_arms.is_empty() && phantom_handler.is_none() {
+        quote!(match *msg {})
+    } else {
+        quote!(match msg { #(#handler_arms)* #phantom_handler })
+    };
+
     // `#[agent(remote)]`: the protocol other nodes compare before sending a message.
     let remote_impl = args.remote.then(|| {
         let description = protocol_description(model);
@@ -56,13 +77,6 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
             }
         }
         let (_, _, remote_where) = bounded.split_for_impl();
-        let handler_arms = model.handlers.iter().map(|h| {
-            let variant = &h.variant;
-            let method = h.method.to_string();
-            quote! { #msg::#variant { .. } => #method, }
-        });
-        let phantom_handler =
-            (!type_params.is_empty()).then(|| quote!(#msg::__Phantom(never, _) => match *never {},));
         let policies = model.handlers.iter().filter_map(|h| {
             let method = h.method.to_string();
             h.policy.as_ref().map(|p| quote! { (#method, #p), })
@@ -394,6 +408,11 @@ pub(crate) fn generate(model: &AgentImpl, args: &AgentArgs) -> TokenStream {
                     #[allow(unused_imports)]
                     use #krate::__private::{ViaDefaultOptions as _, ViaStructOptions as _};
                     (&&#krate::__private::OptionsProbe::<Self>::new()).troupe_options()
+                }
+
+                #[allow(unreachable_patterns)]
+                fn handler_name(msg: &Self::Msg) -> &'static str {
+                    #handler_name_body
                 }
 
                 fn handle(&mut self, msg: Self::Msg, ctx: &mut #krate::Context<Self>) -> impl ::core::future::Future<Output = ::core::option::Option<Self::Reply>> + ::core::marker::Send {

@@ -65,8 +65,11 @@ pub use identity::{FileKind, Identity, IdentityError, IdentityFileError, PublicI
 pub use limiter::{HandshakeLimiter, HandshakePermit};
 pub use limits::{ChannelLimits, DEFAULT_MAX_CHANNELS, DEFAULT_MEMORY_BUDGET};
 pub use listener::{ListenerConfig, SecureListener};
+/// The names of the metrics [`Node::record_metrics`] publishes.
+pub use node::stats::names as metric_names;
 #[doc(hidden)]
 pub use node::RelayTap;
+pub use node::{AccessStats, Decisions, LinkStats, NodeStats};
 pub use node::{
     CallerIdentity, ClusterMember, ExportHandle, Inlet, MembershipConfig, Node, NodeBuilder, NodeError,
     NodeFaults, OutletHandle, PortalConfig, PortalStream, Registration, RelayHandle, Route,

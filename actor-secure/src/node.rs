@@ -12,6 +12,7 @@ mod faults;
 mod link;
 mod portal;
 mod relay;
+pub(crate) mod stats;
 mod swim;
 
 pub use faults::NodeFaults;
@@ -19,6 +20,7 @@ pub use faults::NodeFaults;
 pub use portal::RelayTap;
 pub use portal::{Inlet, OutletHandle, PortalConfig, PortalStream};
 pub use relay::{Registration, RelayHandle, Route};
+pub use stats::{AccessStats, Decisions, LinkStats, NodeStats};
 pub use swim::MembershipConfig;
 
 use std::collections::{HashMap, VecDeque};
@@ -367,6 +369,7 @@ impl NodeBuilder {
             outlets: Mutex::new(HashMap::new()),
             relays: relay::Relays::new(self.relay_tap.map(|t| t.0)),
             faults: Mutex::new(HashMap::new()),
+            counters: stats::NodeCounters::default(),
         });
         let listener = SecureListener::from_tcp(tcp, identity, trust, self.listener.channel(self.channel));
         let weak = Arc::downgrade(&inner);
@@ -467,6 +470,8 @@ struct Inner {
     relays: relay::Relays,
     /// Faults a test injected into links with other nodes.
     faults: Mutex<HashMap<Identifier, faults::Fault>>,
+    /// Traffic per peer and access decisions (see `stats`).
+    counters: stats::NodeCounters,
 }
 
 /// Cluster-wide groups: this node's members, as other nodes are told of them, and
@@ -597,14 +602,19 @@ impl Inner {
     /// link joins a session when the peer's hello arrives.
     fn install<IO: LinkIo>(self: &Arc<Self>, ch: SecureChannel<IO>, dialled: bool) -> Arc<Link> {
         let peer = *ch.peer();
-        let link = Arc::new(Link::new(
-            peer,
-            self.outbox,
-            self.max_waiting,
-            self.channel.max_message_size,
-            dialled,
-            self.max_inbound_calls,
-        ));
+        let counters = self.counters.peer(peer);
+        counters.handshake();
+        let link = Arc::new(
+            Link::new(
+                peer,
+                self.outbox,
+                self.max_waiting,
+                self.channel.max_message_size,
+                dialled,
+                self.max_inbound_calls,
+            )
+            .with_counters(counters),
+        );
         let (reader, writer) = ch.split();
         // Our hello, then our credential, ahead of any call.
         let hello = Hello {
@@ -1554,6 +1564,59 @@ impl Node {
         members
     }
 
+    /// What this node did: per peer node, the traffic of its links (bytes and link
+    /// messages each way), handshakes and reconnects; and how many remote messages,
+    /// portal connections and relay requests its policies allowed and denied. A
+    /// snapshot, serializable with serde; see [`NodeStats`].
+    pub fn stats(&self) -> NodeStats {
+        self.inner
+            .counters
+            .snapshot(|peer| self.inner.session_with_peer(*peer).is_some())
+    }
+
+    /// Publishes [`stats`](Node::stats) through the [`metrics`] facade, to whatever
+    /// recorder the application installed (names in
+    /// [`metric_names`](crate::metric_names); labels `peer`, `direction`, `guards`,
+    /// `decision`). Counters are published as absolute values. See
+    /// [`publish_metrics`](Node::publish_metrics) to do it periodically, and
+    /// `System::record_metrics` for the agents' numbers.
+    pub fn record_metrics(&self) {
+        stats::publish(&self.stats());
+    }
+
+    /// Calls [`record_metrics`](Node::record_metrics) every `every` (from now) until
+    /// the node shuts down.
+    pub fn publish_metrics(&self, every: Duration) {
+        let node = Arc::downgrade(&self.inner);
+        self.inner.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = node.upgrade() else { return };
+                if inner.closing.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                Node { inner }.record_metrics();
+            }
+        });
+    }
+
+    /// Closes every link of this node at once, as a network failure would; sessions
+    /// then reconnect. For tests of what happens then. Not an API.
+    #[doc(hidden)]
+    pub fn break_links(&self) {
+        let peers: Vec<Arc<Peer>> = {
+            let links = self.inner.links.lock().unwrap_or_else(PoisonError::into_inner);
+            links.by_peer.values().cloned().collect()
+        };
+        for peer in peers {
+            if let Some(link) = peer.link() {
+                link.close();
+            }
+        }
+    }
+
     /// How many duplicate links (two links to one node at once) this node has retired.
     #[doc(hidden)]
     pub fn retired_links(&self) -> u64 {
@@ -1747,6 +1810,8 @@ async fn reconnect(node: Weak<Inner>, peer: Arc<Peer>) {
             Ok(Ok(_)) => {
                 if peer.link().is_none() {
                     peer.lose();
+                } else {
+                    n.counters.peer(peer.id).reconnected();
                 }
                 return;
             }
@@ -1818,6 +1883,7 @@ fn target_of(msg: &[u8]) -> Option<u32> {
 /// for the same agent (order per agent is kept; other messages go past).
 async fn send_or_split(
     writer: &mut ChannelWriter<impl LinkIo>,
+    counters: &stats::LinkCounters,
     large: &mut VecDeque<InPieces>,
     next_id: &mut u64,
     msg: Vec<u8>,
@@ -1828,6 +1894,7 @@ async fn send_or_split(
         return Ok(());
     }
     if msg.len() <= link::PIECE {
+        counters.sent(msg.len());
         return writer.feed(&msg).await;
     }
     *next_id += 1;
@@ -1862,7 +1929,7 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                 }
             }
             while let Some(Some(msg)) = replies.next().now_or_never() {
-                send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                send_or_split(&mut writer, &link.counters, &mut large, &mut next_id, msg).await?;
                 answered = true;
             }
             // With enough large messages in pieces, the outbox waits (and so, when it
@@ -1911,7 +1978,7 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                         None => incoming = None,
                     },
                     Some(msg) = answer => {
-                        send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                        send_or_split(&mut writer, &link.counters, &mut large, &mut next_id, msg).await?;
                         link.fault_delay().await;
                         writer.flush().await?;
                     }
@@ -1920,7 +1987,7 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                 continue;
             }
             for msg in batch {
-                send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                send_or_split(&mut writer, &link.counters, &mut large, &mut next_id, msg).await?;
             }
             // One piece of each large message per round.
             let mut i = 0;
@@ -1935,11 +2002,12 @@ async fn write_loop<IO: LinkIo>(link: Arc<Link>, mut writer: ChannelWriter<IO>) 
                     l.sent = end;
                     piece
                 };
+                link.counters.sent(piece.len());
                 writer.feed(&piece).await?;
                 if large[i].sent == large[i].msg.len() {
                     if let Some(done) = large.remove(i) {
                         for msg in done.after {
-                            send_or_split(&mut writer, &mut large, &mut next_id, msg).await?;
+                            send_or_split(&mut writer, &link.counters, &mut large, &mut next_id, msg).await?;
                         }
                     }
                 } else {
@@ -1985,7 +2053,10 @@ async fn read_loop<IO: LinkIo>(link: Arc<Link>, mut reader: ChannelReader<IO>, n
                     None => reader.recv().await,
                 };
                 match received {
-                    Ok(msg) => msg,
+                    Ok(msg) => {
+                        link.counters.received(msg.len());
+                        msg
+                    }
                     Err(e) => break e.to_string(),
                 }
             }
@@ -2167,6 +2238,20 @@ async fn read_loop<IO: LinkIo>(link: Arc<Link>, mut reader: ChannelReader<IO>, n
                     (Arc::new(caller), rest)
                 } else {
                     (link.caller.clone(), frame.payload)
+                };
+                // A call from a traced handler carries its trace context; one that does
+                // not parse is ignored (the handler starts a trace of its own).
+                let (caller, payload) = if frame.traced {
+                    let Some((trace, rest)) = payload.split_first_chunk::<{ actor_core::trace::WIRE_LEN }>()
+                    else {
+                        break "a traced call without its trace context".into();
+                    };
+                    match actor_core::trace::TraceContext::from_bytes(trace) {
+                        Ok(trace) => (Arc::new((*caller).clone().with_trace(trace)), rest),
+                        Err(_) => (caller, rest),
+                    }
+                } else {
+                    (caller, payload)
                 };
                 let export = node.export_in(frame.slot);
                 // An agent exported by sending a reference takes messages that carry its
@@ -2399,6 +2484,7 @@ impl<A: RemoteAgent> Exported for Export<A> {
             let now = crate::agent::unix_secs(std::time::SystemTime::now());
             let cached = link.cached_decision(key, generation, now);
             if cached == Some(true) && !node.audit_allowed {
+                node.counters.decided(stats::Guarded::Message, true);
                 return self.enqueue(node, link, msg, id, permit, caller).await;
             }
             let policy = self.policies.for_handler(handler, node);
@@ -2426,6 +2512,8 @@ impl<A: RemoteAgent> Exported for Export<A> {
                 }
             };
             let policy_text = policy.as_deref().map_or("none (deny)", Policy::text);
+            node.counters
+                .decided(stats::Guarded::Message, decision.is_allowed());
             if !decision.is_allowed() {
                 tracing::warn!(
                     target: "troupe::audit",
@@ -2696,6 +2784,12 @@ impl<A: RemoteAgent> RemoteRef<A> {
             out[0] = link::FROM_AGENT;
             out.extend_from_slice(agent.as_bytes());
         }
+        // A traced handler's calls carry its trace context: the handler on the other
+        // node continues the trace (W3C trace context).
+        if let Some(trace) = in_agent.then(actor_core::trace::current).flatten() {
+            out[0] |= link::TRACED;
+            out.extend_from_slice(&trace.to_bytes());
+        }
         // An agent exported by sending a reference is reached with its secret first.
         if self.token != 0 {
             out.extend_from_slice(&self.token.to_le_bytes());
@@ -2750,9 +2844,9 @@ impl<A: RemoteAgent> RemoteRef<A> {
             },
             None => (Kind::Cast, 0),
         };
-        let from_agent = out[0] & link::FROM_AGENT;
+        let flags = out[0] & (link::FROM_AGENT | link::TRACED);
         out[..link::HEADER_LEN].copy_from_slice(&link::encode(kind, id, self.slot, 0));
-        out[0] |= from_agent;
+        out[0] |= flags;
         Ok(Some(out))
     }
 

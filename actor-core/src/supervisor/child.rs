@@ -102,14 +102,15 @@ pub(crate) trait ChildOps: Send {
     fn finalize(&mut self, reason: &StopReason) -> Option<oneshot::Receiver<()>>;
     /// The typed reference (`ActorRef<A>` or `SupervisorRef`).
     fn any_ref(&self) -> &(dyn Any + Send + Sync);
-    /// A short description for the tree (`Counter #12`).
-    fn describe(&self) -> String;
     /// A word for the running instance's state (`running`, `idle`, `hibernating`).
     fn status(&self) -> &'static str;
     /// The nested supervisor, if this child is one.
     fn subtree(&self) -> Option<Arc<SupShared>>;
     /// The agent's id (none for a nested supervisor).
     fn id(&self) -> Option<ActorId>;
+    /// The agent's type name and the messages waiting in its mailbox (none for a
+    /// nested supervisor).
+    fn mailbox(&self) -> Option<(&'static str, usize)>;
 }
 
 pub(super) fn build(
@@ -180,10 +181,6 @@ impl<A: Agent> ChildOps for AgentChild<A> {
         &self.r
     }
 
-    fn describe(&self) -> String {
-        format!("{} {}", short_type_name::<A>(), self.cell.id())
-    }
-
     fn status(&self) -> &'static str {
         crate::cell::AnyCell::status(&*self.cell)
     }
@@ -194,6 +191,10 @@ impl<A: Agent> ChildOps for AgentChild<A> {
 
     fn id(&self) -> Option<ActorId> {
         Some(self.cell.id())
+    }
+
+    fn mailbox(&self) -> Option<(&'static str, usize)> {
+        Some((short_type_name::<A>(), self.cell.mailbox().len()))
     }
 }
 
@@ -232,10 +233,6 @@ impl ChildOps for SupChild {
         &self.r
     }
 
-    fn describe(&self) -> String {
-        String::new()
-    }
-
     fn status(&self) -> &'static str {
         "running"
     }
@@ -245,6 +242,10 @@ impl ChildOps for SupChild {
     }
 
     fn id(&self) -> Option<ActorId> {
+        None
+    }
+
+    fn mailbox(&self) -> Option<(&'static str, usize)> {
         None
     }
 }

@@ -182,6 +182,7 @@ impl SupTask {
             expect_exit: false,
             started: false,
             attempts: 0,
+            restarts: 0,
             last_restart: None,
         });
         self.start_child(key);
@@ -200,6 +201,9 @@ impl SupTask {
             }
             c.phase = Phase::Running;
             let again = std::mem::replace(&mut c.started, true);
+            if again {
+                c.restarts += 1;
+            }
             (c.ops.start(), c.name.clone(), c.ops.id(), again)
         };
         match result {

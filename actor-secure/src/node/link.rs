@@ -135,12 +135,19 @@ impl Kind {
 /// starts with that agent's identifier (32 bytes).
 pub(crate) const FROM_AGENT: u8 = 0x80;
 
+/// Set in the kind byte of a call or cast sent from a traced handler: the payload
+/// carries the W3C trace context (`actor_core::trace::WIRE_LEN` bytes: version, trace
+/// id, span id, flags), after the calling agent's identifier if there is one.
+pub(crate) const TRACED: u8 = 0x40;
+
 /// A decoded header and the payload after it.
 #[derive(Debug)]
 pub(crate) struct Frame<'a> {
     pub(crate) kind: Kind,
     /// The payload starts with the calling agent's identifier (see [`FROM_AGENT`]).
     pub(crate) from_agent: bool,
+    /// The payload carries a trace context (see [`TRACED`]).
+    pub(crate) traced: bool,
     pub(crate) id: u64,
     pub(crate) slot: u32,
     pub(crate) payload: &'a [u8],
@@ -166,8 +173,9 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
         return Err(FrameError::Short);
     }
     let from_agent = bytes[0] & FROM_AGENT != 0;
-    let kind = Kind::from_byte(bytes[0] & !FROM_AGENT).ok_or(FrameError::UnknownKind(bytes[0]))?;
-    if from_agent && !matches!(kind, Kind::Call | Kind::Cast) {
+    let traced = bytes[0] & TRACED != 0;
+    let kind = Kind::from_byte(bytes[0] & !(FROM_AGENT | TRACED)).ok_or(FrameError::UnknownKind(bytes[0]))?;
+    if (from_agent || traced) && !matches!(kind, Kind::Call | Kind::Cast) {
         return Err(FrameError::UnknownKind(bytes[0]));
     }
     let mut id = [0u8; 8];
@@ -177,6 +185,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
     Ok(Frame {
         kind,
         from_agent,
+        traced,
         id: u64::from_be_bytes(id),
         slot: u32::from_be_bytes(slot),
         payload: &bytes[HEADER_LEN..],
@@ -484,6 +493,8 @@ pub(crate) struct Link {
     delay_us: AtomicU64,
     /// Stops the link's reader (a cut).
     pub(crate) reader: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// Its traffic, counted into its peer's counters (see `stats`).
+    pub(crate) counters: std::sync::Arc<super::stats::LinkCounters>,
 }
 
 /// (export slot, handler, is a call, the calling agent its node named).
@@ -540,7 +551,14 @@ impl Link {
             severed: AtomicBool::new(false),
             delay_us: AtomicU64::new(0),
             reader: std::sync::OnceLock::new(),
+            counters: std::sync::Arc::default(),
         }
+    }
+
+    /// The link counts its traffic into `counters` (its peer's, in the node's stats).
+    pub(crate) fn with_counters(mut self, counters: std::sync::Arc<super::stats::LinkCounters>) -> Link {
+        self.counters = counters;
+        self
     }
 
     pub(crate) fn credential(&self) -> Option<crate::credential::VerifiedCredential> {
@@ -1007,6 +1025,9 @@ mod tests {
                 let mut again = encode(frame.kind, frame.id, frame.slot, frame.payload.len());
                 if frame.from_agent {
                     again[0] |= FROM_AGENT;
+                }
+                if frame.traced {
+                    again[0] |= TRACED;
                 }
                 again.extend_from_slice(frame.payload);
                 proptest::prop_assert_eq!(again, bytes);

@@ -948,6 +948,7 @@ impl Inner {
                 decision = "deny",
                 "portal connection to an unknown outlet"
             );
+            self.counters.decided(super::stats::Guarded::Portal, false);
             return Ok(Some(answer(OpenAnswer::NoSuchOutlet)));
         };
         // Access control: an outlet is an export whose one action is `connect`.
@@ -984,6 +985,8 @@ impl Inner {
             None => Decision::Deny(actor_abac::Denial::False),
         };
         let policy_text = policy.as_deref().map_or("none (deny)", Policy::text);
+        self.counters
+            .decided(super::stats::Guarded::Portal, decision.is_allowed());
         if !decision.is_allowed() {
             tracing::warn!(
                 target: "troupe::audit",

@@ -233,6 +233,8 @@ impl Inner {
             None => Decision::Deny(actor_abac::Denial::False),
         };
         let policy_text = policy.as_deref().map_or("none (deny)", Policy::text);
+        self.counters
+            .decided(super::stats::Guarded::Relay, decision.is_allowed());
         if !decision.is_allowed() {
             tracing::warn!(
                 target: "troupe::audit",
