@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use actor_core::{Context, System};
+use actor_core::System;
 use actor_secure::Node;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -104,7 +104,6 @@ pub(super) fn start(
     });
 
     tokio::spawn(ticker(shared.clone()));
-    watch_system(&shared);
 
     let app = Router::new()
         .route("/", get(page))
@@ -135,35 +134,8 @@ pub(super) fn start(
     (stop, task)
 }
 
-/// An agent that stands in the system for the live view: the system's shutdown stops
-/// it, and that stops the live view.
-#[derive(Debug)]
-pub(crate) struct LiveView;
-
-#[crate::agent(crate = "crate")]
-impl LiveView {
-    #[handle]
-    fn quit(&mut self, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
-fn watch_system(shared: &Arc<Shared>) {
-    let sentinel = shared.system.spawn(LiveView);
-    let stop = shared.stop.clone();
-    let mut rx = stop.watcher();
-    tokio::spawn(async move {
-        tokio::select! {
-            () = sentinel.stopped() => stop.stop(),
-            () = stopped(&mut rx) => {
-                let _ = sentinel.quit().cast().await;
-            }
-        }
-    });
-}
-
 /// Once a second: a sample of the charted counter, and a snapshot for the event
-/// streams when any is open.
+/// streams when any is open. Stops the live view when the system shuts down.
 async fn ticker(shared: Arc<Shared>) {
     let mut rx = shared.stop.watcher();
     let mut tick = tokio::time::interval(TICK);
@@ -172,6 +144,10 @@ async fn ticker(shared: Arc<Shared>) {
         tokio::select! {
             _ = tick.tick() => {}
             () = stopped(&mut rx) => return,
+        }
+        if shared.system.is_shutting_down() {
+            shared.stop.stop();
+            return;
         }
         shared
             .rate

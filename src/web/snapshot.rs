@@ -54,6 +54,8 @@ pub struct Snapshot {
 }
 
 /// What a tree entry stands for.
+// Not `Agent` for one agent: a public item of that name would make rustc spell out
+// `troupe::Agent` in users' error messages (tests/ui/*.stderr pin them).
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,9 +63,9 @@ pub enum EntryKind {
     /// A supervisor (a pool is one too); its children follow.
     Supervisor,
     /// One agent.
-    Agent,
+    Single,
     /// Several agents of one type under one parent, counted (beyond the limit).
-    Agents,
+    Counted,
     /// The agents no supervisor owns.
     Unsupervised,
     /// Agents not listed one by one.
@@ -340,7 +342,7 @@ fn tally(
 ) {
     match entry.kind {
         EntryKind::Supervisor => *restarts += entry.restarts,
-        EntryKind::Agent => {
+        EntryKind::Single => {
             let name = entry.type_name.as_deref().unwrap_or("?");
             let row = match types.get_mut(name) {
                 Some(row) => row,
@@ -356,7 +358,7 @@ fn tally(
                 *listed_unsupervised += 1;
             }
         }
-        EntryKind::Agents | EntryKind::Unsupervised | EntryKind::More => {}
+        EntryKind::Counted | EntryKind::Unsupervised | EntryKind::More => {}
     }
     let inside = unsupervised || entry.kind == EntryKind::Unsupervised;
     for child in &entry.children {
@@ -374,7 +376,7 @@ fn aggregate(entry: &mut TreeEntry) {
     let mut kept = Vec::new();
     for mut child in children {
         match child.kind {
-            EntryKind::Agent => {
+            EntryKind::Single => {
                 let name = child.type_name.take().unwrap_or_default();
                 let (n, states) = counted.entry(name).or_default();
                 *n += 1;
@@ -389,7 +391,7 @@ fn aggregate(entry: &mut TreeEntry) {
     let mut rows: Vec<TreeEntry> = counted
         .into_iter()
         .map(|(type_name, (count, states))| TreeEntry {
-            kind: EntryKind::Agents,
+            kind: EntryKind::Counted,
             name: String::new(),
             type_name: Some(type_name),
             id: None,
@@ -470,7 +472,7 @@ fn split_line(line: &str) -> Option<(usize, &str)> {
 
 fn parse_label(label: &str, top: bool, inside_unsupervised: bool) -> TreeEntry {
     let mut entry = TreeEntry {
-        kind: EntryKind::Agent,
+        kind: EntryKind::Single,
         name: String::new(),
         type_name: None,
         id: None,
@@ -594,7 +596,7 @@ mod tests {
         let workers = &tree[0].children[1];
         assert_eq!(workers.children.len(), 1);
         let row = &workers.children[0];
-        assert_eq!((row.kind, row.count), (EntryKind::Agents, 2));
+        assert_eq!((row.kind, row.count), (EntryKind::Counted, 2));
         assert_eq!(row.status, "1 not started, 1 restarting");
     }
 
