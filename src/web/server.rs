@@ -83,8 +83,8 @@ struct Shared {
     stop: Arc<Stop>,
 }
 
-/// Starts the server, the ticker and the watch on the system's shutdown; returns the
-/// stop signal and the server's task.
+/// Starts the server and the ticker (which also watches for the system's shutdown);
+/// returns the stop signal and the server's task.
 pub(super) fn start(
     listener: tokio::net::TcpListener,
     config: Config,
