@@ -71,6 +71,9 @@ pub use actor_core::stats;
 pub use actor_core::testing;
 /// Identities and secure channels (see the `actor-secure` crate).
 pub use actor_secure as secure;
+// A live view in a web browser (feature `web`); documented inside.
+#[cfg(feature = "web")]
+pub mod web;
 
 /// Everything an agent author needs: `use troupe::prelude::*;`.
 pub mod prelude {

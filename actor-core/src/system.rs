@@ -201,6 +201,24 @@ impl System {
         self.inner.live.load(Ordering::Acquire)
     }
 
+    /// True once [`shutdown`](System::shutdown) or
+    /// [`shutdown_timeout`](System::shutdown_timeout) has been called on this system (or a
+    /// clone of it): services built on the system, such as a live view, stop with it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let system = troupe::System::new();
+    /// let watched = system.clone();
+    /// assert!(!watched.is_shutting_down());
+    /// system.shutdown().await;
+    /// assert!(watched.is_shutting_down());
+    /// # }
+    /// ```
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.is_shutting_down()
+    }
+
     /// Sets how long an agent may stay idle before it **hibernates** (default
     /// [`DEFAULT_HIBERNATE_AFTER`](crate::DEFAULT_HIBERNATE_AFTER), half a second);
     /// `None` turns hibernation off.
