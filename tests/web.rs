@@ -153,7 +153,9 @@ async fn the_page_is_self_contained_and_the_snapshot_has_the_tree() {
     assert_eq!(root.children[0].type_name.as_deref(), Some("Idle"));
     assert_eq!(root.children[1].children[0].name, "helper");
     assert!(snap.types.iter().any(|t| t.type_name == "Idle" && t.agents == 2));
-    assert_eq!(snap.rate.label, "agents");
+    // By default the chart shows the messages the whole system handles per second.
+    assert_eq!((snap.rate.label.as_str(), snap.rate.unit.as_str()), ("messages", "per second"));
+    assert!(root.children[0].mailbox.is_some(), "each agent shows its mailbox depth");
 
     let (status, _, _) = get(view.addr(), "/nothing", "").await;
     assert_eq!(status, 404);
@@ -359,4 +361,54 @@ async fn a_snapshot_of_100_000_agents_is_small_and_quick() {
     drop(loose);
     view.stop().await;
     system.shutdown().await;
+}
+
+/// Holds every message until told to go on, so its mailbox fills.
+#[derive(Debug, Default)]
+pub struct Slow;
+
+#[agent]
+impl Slow {
+    #[handle]
+    async fn work(&self, ms: u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn types_show_their_message_rate_and_mailboxes_and_agents_their_mailbox_depth() {
+    let system = System::new();
+    let idle = system.spawn(Idle);
+    let slow = system.spawn(Slow);
+    let view = LiveView::new(&system).serve().await.expect("serves");
+    // One snapshot to start the rates from, then 2,000 messages, then another.
+    let _ = get(view.addr(), "/api/snapshot", "").await;
+    for _ in 0..2_000 {
+        idle.ping().await.expect("ping");
+    }
+    // The slow agent is busy with one message while nine more queue.
+    slow.work(3_000).cast().await.expect("cast");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..9 {
+        slow.work(1).cast().await.expect("cast");
+    }
+    // Past the live view's snapshot cache (it builds one at most every 0.9 s).
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let (_, _, json) = get(view.addr(), "/api/snapshot", "").await;
+    let snap: Snapshot = serde_json::from_str(&json).expect("a snapshot");
+    let idle_row = snap.types.iter().find(|t| t.type_name == "Idle").expect("an Idle row");
+    assert!(idle_row.messages_per_second > 100.0, "{idle_row:?}");
+    let slow_row = snap.types.iter().find(|t| t.type_name == "Slow").expect("a Slow row");
+    assert_eq!(slow_row.mailbox_depth, 9, "{slow_row:?}");
+    let slow_entry = snap
+        .tree
+        .iter()
+        .flat_map(|e| std::iter::once(e).chain(e.children.iter()))
+        .find(|e| e.type_name.as_deref() == Some("Slow"))
+        .expect("the slow agent in the tree");
+    assert_eq!(slow_entry.mailbox, Some(9));
+    // The chart's default series is the messages handled per second.
+    assert!(snap.rate.total.is_some_and(|t| t >= 2_000), "{:?}", snap.rate);
+    view.stop().await;
+    system.shutdown_timeout(Duration::from_millis(100)).await;
 }

@@ -1,13 +1,13 @@
 //! What the live view shows, as one serializable value: [`Snapshot`], built by
 //! [`snapshot`] from public APIs only.
 //!
-//! Today the supervision tree comes from `System::tree()`'s printed form (the only public
-//! view of it), parsed back line by line, and the chart's series from a counter the
-//! application hands to the live view. Once `System::stats()` and a JSON `System::tree()`
-//! exist, only [`snapshot`] changes: it reads them instead, and fills the per-agent
-//! mailbox depths and message rates the page already has room for.
+//! The supervision tree's shape comes from `System::tree()`'s printed form, parsed back
+//! line by line; each agent's mailbox depth and restarts from the tree as data
+//! (`Tree::all_agents`); messages per second, mailbox depths, restarts and crashes per
+//! agent type from `System::stats()`. The chart shows the messages handled per second
+//! in the whole system, unless the application hands the live view a counter of its own.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actor_core::System;
@@ -89,8 +89,11 @@ pub struct TreeEntry {
     /// `running`, `idle`, `hibernating`, `restarting`, ... for an agent; the strategy
     /// (and `suspended` or `stopped`) for a supervisor; a breakdown for counted rows.
     pub status: String,
-    /// A supervisor's restarts so far.
+    /// A supervisor's restarts so far; an agent's own restarts.
     pub restarts: u64,
+    /// An agent's messages waiting in its mailbox now.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mailbox: Option<usize>,
     /// How many agents the entry stands for (1 for an agent).
     pub count: usize,
     /// Its children (supervisors).
@@ -110,6 +113,21 @@ pub struct TypeRow {
     pub running: usize,
     /// Of which waiting for a restart.
     pub restarting: usize,
+    /// Messages agents of that type handled per second, since the last snapshot.
+    #[serde(default)]
+    pub messages_per_second: f64,
+    /// Messages waiting in their mailboxes now, summed.
+    #[serde(default)]
+    pub mailbox_depth: usize,
+    /// The deepest mailbox of the type so far.
+    #[serde(default)]
+    pub max_mailbox_depth: usize,
+    /// Restarts of agents of that type so far.
+    #[serde(default)]
+    pub restarts: u64,
+    /// Crashes (panics) of agents of that type so far.
+    #[serde(default)]
+    pub crashes: u64,
 }
 
 /// The charted series: a number per second.
@@ -159,6 +177,9 @@ pub(crate) type CounterFn = dyn Fn() -> u64 + Send + Sync;
 pub(crate) struct RateState {
     label: String,
     counter: Option<Box<CounterFn>>,
+    /// Messages handled per agent type at the last snapshot, for the types' rates.
+    handled: HashMap<String, u64>,
+    handled_at: Option<Instant>,
     last: Option<(Instant, u64)>,
     value: f64,
     series: VecDeque<f64>,
@@ -178,11 +199,13 @@ impl RateState {
     pub(crate) fn new(counter: Option<(String, Box<CounterFn>)>) -> Self {
         let (label, counter) = match counter {
             Some((label, f)) => (label, Some(f)),
-            None => ("agents".to_owned(), None),
+            None => ("messages".to_owned(), None),
         };
         RateState {
             label,
             counter,
+            handled: HashMap::new(),
+            handled_at: None,
             last: None,
             value: 0.0,
             series: VecDeque::with_capacity(SERIES_LEN),
@@ -190,27 +213,25 @@ impl RateState {
         }
     }
 
-    /// Takes one sample: the counter's rate since the last sample, or the agent count.
+    /// Takes one sample: the counter's rate since the last sample (by default, of the
+    /// messages handled in the whole system).
     pub(crate) fn sample(&mut self, system: &System, now: Instant) {
-        self.value = match &self.counter {
-            None => system.agent_count() as f64,
-            Some(counter) => {
-                let total = counter();
-                let rate = match self.last {
-                    Some((then, before)) => {
-                        let secs = now.saturating_duration_since(then).as_secs_f64();
-                        if secs > 0.0 {
-                            total.saturating_sub(before) as f64 / secs
-                        } else {
-                            self.value
-                        }
-                    }
-                    None => 0.0,
-                };
-                self.last = Some((now, total));
-                rate
-            }
+        let total = match &self.counter {
+            Some(counter) => counter(),
+            None => system.stats().agent_types.iter().map(|t| t.messages_handled).sum(),
         };
+        self.value = match self.last {
+            Some((then, before)) => {
+                let secs = now.saturating_duration_since(then).as_secs_f64();
+                if secs > 0.0 {
+                    total.saturating_sub(before) as f64 / secs
+                } else {
+                    self.value
+                }
+            }
+            None => 0.0,
+        };
+        self.last = Some((now, total));
         if self.series.len() == SERIES_LEN {
             self.series.pop_front();
         }
@@ -220,11 +241,7 @@ impl RateState {
     fn rate(&self) -> Rate {
         Rate {
             label: self.label.clone(),
-            unit: if self.counter.is_some() {
-                "per second".to_owned()
-            } else {
-                String::new()
-            },
+            unit: "per second".to_owned(),
             value: self.value,
             total: self.last.map(|(_, total)| total),
             series: self.series.iter().copied().collect(),
@@ -243,9 +260,19 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
     let unsupervised = tree.unsupervised();
     let aggregated = agents > limit;
     let text = tree.to_string();
+    // Each listed agent's mailbox and restarts, by id.
+    let per_agent: HashMap<u64, (usize, u64)> = tree
+        .all_agents()
+        .into_iter()
+        .chain(tree.unsupervised_agents())
+        .map(|a| (a.id, (a.mailbox_depth, a.restarts)))
+        .collect();
     drop(tree);
 
     let mut parsed = parse_tree(&text);
+    for entry in &mut parsed {
+        fill_agents(entry, &per_agent);
+    }
     let mut types: BTreeMap<String, TypeRow> = BTreeMap::new();
     let mut restarts = 0;
     let mut listed_unsupervised = 0;
@@ -268,6 +295,44 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
     let mut omitted = 0;
     truncate(&mut parsed, &mut budget, &mut omitted);
 
+    // Per type: what the runtime counted (rates since the last snapshot).
+    let stats = system.stats();
+    let now = Instant::now();
+    let secs = rate
+        .handled_at
+        .map(|then| now.saturating_duration_since(then).as_secs_f64());
+    for t in &stats.agent_types {
+        let previous = rate.handled.insert(t.agent.clone(), t.messages_handled);
+        if t.live == 0 && !types.contains_key(&t.agent) {
+            continue;
+        }
+        let row = types.entry(t.agent.clone()).or_insert_with(|| row(&t.agent));
+        row.messages_per_second = match (previous, secs) {
+            (Some(before), Some(secs)) if secs > 0.0 => t.messages_handled.saturating_sub(before) as f64 / secs,
+            _ => 0.0,
+        };
+        row.mailbox_depth = t.mailbox_depth;
+        row.max_mailbox_depth = t.max_mailbox_depth;
+        row.restarts = t.restarts;
+        row.crashes = t.crashes;
+    }
+    rate.handled_at = Some(now);
+    // Agents the tree does not list one by one (unsupervised beyond its first ones) are
+    // counted under their own type from the stats, rather than as `unlisted`.
+    for t in &stats.agent_types {
+        if let Some(row) = types.get_mut(&t.agent) {
+            row.agents = row.agents.max(t.live);
+        }
+    }
+    let named: usize = types
+        .iter()
+        .filter(|(name, _)| name.as_str() != "unlisted")
+        .map(|(_, r)| r.agents)
+        .sum();
+    if let Some(unlisted) = types.get_mut("unlisted") {
+        unlisted.agents = agents.saturating_sub(named);
+    }
+    types.retain(|name, row| name.as_str() != "unlisted" || row.agents > 0);
     let mut types: Vec<TypeRow> = types.into_values().collect();
     types.sort_by(|a, b| {
         b.agents
@@ -324,12 +389,35 @@ fn upsert(rows: &mut Vec<NodeRow>, identifier: String, addr: String, local: bool
     }
 }
 
+/// Fills each listed agent's mailbox depth and restarts.
+fn fill_agents(entry: &mut TreeEntry, per_agent: &HashMap<u64, (usize, u64)>) {
+    if entry.kind == EntryKind::Single {
+        let id = entry
+            .id
+            .as_deref()
+            .and_then(|id| id.strip_prefix('#'))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(&(mailbox, restarts)) = id.and_then(|id| per_agent.get(&id)) {
+            entry.mailbox = Some(mailbox);
+            entry.restarts = restarts;
+        }
+    }
+    for child in &mut entry.children {
+        fill_agents(child, per_agent);
+    }
+}
+
 fn row(type_name: &str) -> TypeRow {
     TypeRow {
         type_name: type_name.to_owned(),
         agents: 0,
         running: 0,
         restarting: 0,
+        messages_per_second: 0.0,
+        mailbox_depth: 0,
+        max_mailbox_depth: 0,
+        restarts: 0,
+        crashes: 0,
     }
 }
 
@@ -401,6 +489,7 @@ fn aggregate(entry: &mut TreeEntry) {
                 .collect::<Vec<_>>()
                 .join(", "),
             restarts: 0,
+            mailbox: None,
             count,
             children: Vec::new(),
         })
@@ -478,6 +567,7 @@ fn parse_label(label: &str, top: bool, inside_unsupervised: bool) -> TreeEntry {
         id: None,
         status: String::new(),
         restarts: 0,
+        mailbox: None,
         count: 1,
         children: Vec::new(),
     };
