@@ -154,8 +154,14 @@ async fn the_page_is_self_contained_and_the_snapshot_has_the_tree() {
     assert_eq!(root.children[1].children[0].name, "helper");
     assert!(snap.types.iter().any(|t| t.type_name == "Idle" && t.agents == 2));
     // By default the chart shows the messages the whole system handles per second.
-    assert_eq!((snap.rate.label.as_str(), snap.rate.unit.as_str()), ("messages", "per second"));
-    assert!(root.children[0].mailbox.is_some(), "each agent shows its mailbox depth");
+    assert_eq!(
+        (snap.rate.label.as_str(), snap.rate.unit.as_str()),
+        ("messages", "per second")
+    );
+    assert!(
+        root.children[0].mailbox.is_some(),
+        "each agent shows its mailbox depth"
+    );
 
     let (status, _, _) = get(view.addr(), "/nothing", "").await;
     assert_eq!(status, 404);
@@ -396,9 +402,17 @@ async fn types_show_their_message_rate_and_mailboxes_and_agents_their_mailbox_de
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let (_, _, json) = get(view.addr(), "/api/snapshot", "").await;
     let snap: Snapshot = serde_json::from_str(&json).expect("a snapshot");
-    let idle_row = snap.types.iter().find(|t| t.type_name == "Idle").expect("an Idle row");
+    let idle_row = snap
+        .types
+        .iter()
+        .find(|t| t.type_name == "Idle")
+        .expect("an Idle row");
     assert!(idle_row.messages_per_second > 100.0, "{idle_row:?}");
-    let slow_row = snap.types.iter().find(|t| t.type_name == "Slow").expect("a Slow row");
+    let slow_row = snap
+        .types
+        .iter()
+        .find(|t| t.type_name == "Slow")
+        .expect("a Slow row");
     assert_eq!(slow_row.mailbox_depth, 9, "{slow_row:?}");
     let slow_entry = snap
         .tree

@@ -218,7 +218,12 @@ impl RateState {
     pub(crate) fn sample(&mut self, system: &System, now: Instant) {
         let total = match &self.counter {
             Some(counter) => counter(),
-            None => system.stats().agent_types.iter().map(|t| t.messages_handled).sum(),
+            None => system
+                .stats()
+                .agent_types
+                .iter()
+                .map(|t| t.messages_handled)
+                .sum(),
         };
         self.value = match self.last {
             Some((then, before)) => {
@@ -308,7 +313,9 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
         }
         let row = types.entry(t.agent.clone()).or_insert_with(|| row(&t.agent));
         row.messages_per_second = match (previous, secs) {
-            (Some(before), Some(secs)) if secs > 0.0 => t.messages_handled.saturating_sub(before) as f64 / secs,
+            (Some(before), Some(secs)) if secs > 0.0 => {
+                t.messages_handled.saturating_sub(before) as f64 / secs
+            }
             _ => 0.0,
         };
         row.mailbox_depth = t.mailbox_depth;
