@@ -1,4 +1,8 @@
 //! Misuse of `#[handle(tool)]` is a compile error with a clear message at the right span.
+//!
+//! The expected messages are those of the README's test command (`--all-features`):
+//! rustc's lists of candidate implementations depend on which features of serde_json
+//! the build has (the `web` feature adds `RawValue`).
 
 #![cfg(feature = "mcp")]
 
