@@ -137,6 +137,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start(&system)
         .await?;
 
+    // ANCHOR: prometheus
+    // Prometheus (or curl) scrapes http://127.0.0.1:PORT/metrics: troupe publishes its
+    // counters through the `metrics` facade, here every second, to the exporter you
+    // install (this one is the `metrics-exporter-prometheus` crate).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(([127, 0, 0, 1], port))
+        .install()?;
+    system.publish_metrics(Duration::from_secs(1));
+    a.publish_metrics(Duration::from_secs(1));
+    println!("metrics: http://127.0.0.1:{port}/metrics");
+    // ANCHOR_END: prometheus
+
     // ANCHOR: serve
     let counted = handled.clone();
     let view = LiveView::new(&system)

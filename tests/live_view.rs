@@ -79,6 +79,23 @@ fn chromium_shows_the_tree_and_live_numbers_of_the_observe_example() {
         "the live view is bound to loopback by default: {url}"
     );
 
+    // Prometheus's view: the metrics URL the example printed serves troupe's counters.
+    let metrics = said
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics: "))
+        .unwrap_or_else(|| {
+            panic!(
+                "the example printed no `metrics: URL` line; it said:\n{}",
+                said.join("\n")
+            )
+        })
+        .to_owned();
+    let scraped = scrape(&metrics);
+    assert!(
+        scraped.contains("troupe_messages_handled_total"),
+        "the metrics endpoint serves troupe's counters; it said:\n{scraped}"
+    );
+
     // 3. The browser's checks.
     let screenshot = Path::new(ROOT).join("book/src/images/live-view.png");
     std::fs::create_dir_all(screenshot.parent().expect("a folder")).expect("the images folder");
@@ -157,4 +174,24 @@ fn chromium_shows_the_tree_and_live_numbers_of_the_observe_example() {
         "the example did not finish its shutdown:\n{}",
         rest.join("\n")
     );
+}
+
+/// `GET` of an `http://host:port/path` URL over a plain socket, retried for up to 5 s
+/// (the exporter publishes within a second); the response, head and body.
+fn scrape(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut body = String::new();
+        if let Ok(mut tcp) = std::net::TcpStream::connect(host) {
+            let _ = write!(tcp, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+            let _ = tcp.read_to_string(&mut body);
+        }
+        if body.contains("troupe_") || Instant::now() > deadline {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
