@@ -2397,6 +2397,33 @@ struct Policies {
 }
 
 impl Policies {
+    /// Refuses the attribute names the node sets itself.
+    fn check_attribute(name: &str) -> Result<(), NodeError> {
+        if matches!(name, "name" | "agent") {
+            return Err(NodeError::ReservedAttribute(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Sets `resource.<name>` (replacing an earlier value).
+    fn set_attribute(&self, name: &str, value: String) {
+        let mut attributes = self.attributes.write().unwrap_or_else(PoisonError::into_inner);
+        attributes.retain(|(n, _)| n != name);
+        attributes.push((name.to_owned(), value));
+    }
+
+    /// Adds the `resource.<name>` attributes to a policy environment.
+    fn add_attributes(&self, env: &mut Environment) {
+        for (name, value) in self
+            .attributes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            env.insert(format!("resource.{name}"), value.as_str());
+        }
+    }
+
     /// The policy that decides `handler`: its own, else the export's, else the node's
     /// default.
     fn for_handler(&self, handler: &str, node: &Inner) -> Option<Arc<Policy>> {
@@ -2564,15 +2591,7 @@ impl<A: RemoteAgent> Export<A> {
             call,
         };
         let mut env = node.environment(link, caller, &self.policies.name, &target);
-        for (name, value) in self
-            .policies
-            .attributes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            env.insert(format!("resource.{name}"), value.as_str());
-        }
+        self.policies.add_attributes(&mut env);
         env
     }
 
@@ -2704,15 +2723,9 @@ impl ExportHandle {
     /// and `agent` are set by the node and cannot be replaced). Takes effect for the next
     /// message.
     pub fn attribute(self, name: &str, value: impl Into<String>) -> Result<Self, NodeError> {
-        if matches!(name, "name" | "agent") {
-            return Err(NodeError::ReservedAttribute(name.to_owned()));
-        }
+        Policies::check_attribute(name)?;
         let value = value.into();
-        self.with_policies(|p| {
-            let mut attributes = p.attributes.write().unwrap_or_else(PoisonError::into_inner);
-            attributes.retain(|(n, _)| n != name);
-            attributes.push((name.to_owned(), value));
-        })?;
+        self.with_policies(|p| p.set_attribute(name, value))?;
         Ok(self)
     }
 

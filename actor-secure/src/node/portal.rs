@@ -971,15 +971,7 @@ impl Inner {
         };
         let mut env = self.environment(link, &link.caller, &open.outlet, &target);
         env.insert("action.kind", "connect");
-        for (name, value) in outlet
-            .policies
-            .attributes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            env.insert(format!("resource.{name}"), value.as_str());
-        }
+        outlet.policies.add_attributes(&mut env);
         let decision = match &policy {
             Some(p) => p.decide(&env),
             None => Decision::Deny(actor_abac::Denial::False),
@@ -1377,15 +1369,9 @@ impl OutletHandle {
     /// Sets the outlet's attribute `name` (policies see it as `resource.<name>`; `name`
     /// and `agent` are set by the node).
     pub fn attribute(self, name: &str, value: impl Into<String>) -> Result<Self, NodeError> {
-        if matches!(name, "name" | "agent") {
-            return Err(NodeError::ReservedAttribute(name.to_owned()));
-        }
+        Policies::check_attribute(name)?;
         let value = value.into();
-        self.with_policies(|p| {
-            let mut attributes = p.attributes.write().unwrap_or_else(PoisonError::into_inner);
-            attributes.retain(|(n, _)| n != name);
-            attributes.push((name.to_owned(), value));
-        })?;
+        self.with_policies(|p| p.set_attribute(name, value))?;
         Ok(self)
     }
 
