@@ -10,14 +10,19 @@
 #[path = "support/process_tests.rs"]
 mod process_tests;
 
+#[path = "support/child_node.rs"]
+mod child_node;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use troupe::prelude::*;
 use troupe::secure::{Node, TrustPolicy};
+
+use child_node::{start, Process};
 
 /// The child: a node with one outlet, "web", to `TROUPE_TARGET`, that only the node
 /// `TROUPE_TRUST` may use.
@@ -51,39 +56,12 @@ async fn child() {
     node.shutdown().await;
 }
 
-/// A child process; killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts a child node whose outlet "web" reaches `target` for the node `trusts`.
 fn child_node(trusts: &Identity, target: &str) -> (Process, std::net::SocketAddr) {
-    let mut process = Command::new(std::env::current_exe().expect("own path"))
-        .env("TROUPE_TEST_NODE", "1")
-        .env("TROUPE_TRUST", trusts.identifier().to_string())
-        .env("TROUPE_TARGET", target)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start a child node");
-    let stdout = process.stdout.take().expect("stdout");
-    let line = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("NODE "))
-        .expect("the child prints its address");
-    let addr = line
-        .split_whitespace()
-        .nth(1)
-        .expect("address")
-        .parse()
-        .expect("an address");
-    (Process(process), addr)
+    start(&[
+        ("TROUPE_TRUST", trusts.identifier().to_string()),
+        ("TROUPE_TARGET", target.to_owned()),
+    ])
 }
 
 /// Python's HTTP server on a free port, serving `dir`; its port.

@@ -9,14 +9,17 @@
 #[path = "support/process_tests.rs"]
 mod process_tests;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "support/child_node.rs"]
+mod child_node;
+
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use troupe::prelude::*;
 use troupe::secure::{Node, Route, TrustPolicy};
+
+use child_node::{start, Process};
 
 #[derive(Default)]
 pub struct Counter {
@@ -93,42 +96,6 @@ async fn child() {
     })
     .await;
     node.shutdown().await;
-}
-
-/// A child process; killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(env: &[(&str, String)]) -> (Process, std::net::SocketAddr) {
-    let mut command = Command::new(std::env::current_exe().expect("own path"));
-    command.env("TROUPE_TEST_NODE", "1");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut process = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start a child node");
-    let stdout = process.stdout.take().expect("stdout");
-    let line = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("NODE "))
-        .expect("the child prints its address");
-    let addr = line
-        .split_whitespace()
-        .nth(1)
-        .expect("address")
-        .parse()
-        .expect("an address");
-    (Process(process), addr)
 }
 
 fn relay(listen: &str) -> (Process, std::net::SocketAddr) {
