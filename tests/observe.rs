@@ -549,7 +549,7 @@ async fn portal_and_relay_decisions_are_counted_apart_from_messages() {
 // --- System::tree as data ---
 
 #[tokio::test(flavor = "current_thread")]
-async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
+async fn the_tree_gives_each_agents_type_names_state_mailbox_restarts_and_messages() {
     use troupe::{AgentState, SupervisorState, TreeNode};
     let _quiet = troupe::quiet_agent_panics();
     let system = System::new();
@@ -606,6 +606,8 @@ async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
         (w.state, w.restarts, w.mailbox_depth),
         (AgentState::Running, 1, 0)
     );
+    // The message it crashed on and the one after, across the restart.
+    assert_eq!(w.messages, 2);
     let TreeNode::Supervisor(inner) = &root.children[1] else {
         panic!("a nested supervisor: {:?}", root.children[1]);
     };
@@ -617,8 +619,8 @@ async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
         panic!("an agent");
     };
     assert_eq!(
-        (counter.agent.as_str(), counter.name.as_deref()),
-        ("Counter", Some("counter"))
+        (counter.agent.as_str(), counter.name.as_deref(), counter.messages),
+        ("Counter", Some("counter"), 0)
     );
     let f = tree.agent(flaky.id()).unwrap();
     assert_eq!(
@@ -628,8 +630,8 @@ async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
     let h = tree.agent(held.id()).unwrap();
     assert_eq!((h.name.as_deref(), h.registered.as_deref()), (None, Some("held")));
     assert_eq!(
-        (h.state, h.mailbox_depth, h.restarts),
-        (AgentState::Running, 3, 0)
+        (h.state, h.mailbox_depth, h.restarts, h.messages),
+        (AgentState::Running, 3, 0, 1)
     );
     assert_eq!(tree.all_agents().len(), 4);
 
@@ -643,6 +645,7 @@ async fn the_tree_gives_each_agents_type_names_state_mailbox_and_restarts() {
     assert_eq!(json["supervisors"][0]["children"][1]["kind"], "supervisor");
     assert_eq!(json["supervisors"][1]["children"][0]["state"], "restarting");
     assert_eq!(json["unsupervised_agents"][0]["mailbox_depth"], 3);
+    assert_eq!(json["unsupervised_agents"][0]["messages"], 1);
     assert_eq!(json["unsupervised_agents"][0]["registered"], "held");
     assert_eq!(serde_json::from_value::<troupe::Tree>(json).unwrap(), tree);
     // ANCHOR_END: tree

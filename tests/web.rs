@@ -382,13 +382,30 @@ impl Slow {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn types_show_their_message_rate_and_mailboxes_and_agents_their_mailbox_depth() {
+async fn types_and_agents_show_their_message_rate_and_mailboxes() {
     let system = System::new();
     let idle = system.spawn(Idle);
+    let quiet = system.spawn(Idle);
     let slow = system.spawn(Slow);
     let view = LiveView::new(&system).serve().await.expect("serves");
     // One snapshot to start the rates from, then 2,000 messages, then another.
-    let _ = get(view.addr(), "/api/snapshot", "").await;
+    let (_, _, json) = get(view.addr(), "/api/snapshot", "").await;
+    let first: Snapshot = serde_json::from_str(&json).expect("a snapshot");
+    let entries = |snap: &Snapshot| -> Vec<troupe::web::TreeEntry> {
+        snap.tree
+            .iter()
+            .flat_map(|e| std::iter::once(e).chain(e.children.iter()))
+            .cloned()
+            .collect()
+    };
+    let by_id = |snap: &Snapshot, id: ActorId| {
+        entries(snap)
+            .into_iter()
+            .find(|e| e.id.as_deref() == Some(id.to_string().as_str()))
+            .unwrap_or_else(|| panic!("{id} in the tree: {:?}", snap.tree))
+    };
+    // Rates start from the second snapshot that lists an agent.
+    assert_eq!(by_id(&first, idle.id()).messages_per_second, None);
     for _ in 0..2_000 {
         idle.ping().await.expect("ping");
     }
@@ -421,6 +438,12 @@ async fn types_show_their_message_rate_and_mailboxes_and_agents_their_mailbox_de
         .find(|e| e.type_name.as_deref() == Some("Slow"))
         .expect("the slow agent in the tree");
     assert_eq!(slow_entry.mailbox, Some(9));
+    // Each agent its own rate: 2,000 messages in about a second, one, none.
+    let idle_rate = by_id(&snap, idle.id()).messages_per_second.expect("a rate");
+    assert!(idle_rate > 100.0, "{idle_rate}");
+    let slow_rate = by_id(&snap, slow.id()).messages_per_second.expect("a rate");
+    assert!(slow_rate > 0.0 && slow_rate < 10.0, "{slow_rate}");
+    assert_eq!(by_id(&snap, quiet.id()).messages_per_second, Some(0.0));
     // The chart's default series is the messages handled per second.
     assert!(snap.rate.total.is_some_and(|t| t >= 2_000), "{:?}", snap.rate);
     view.stop().await;

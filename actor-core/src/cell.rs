@@ -5,7 +5,7 @@
 //! supervisor run a new instance over the same mailbox after a crash.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context as TaskContext, Poll};
 
@@ -136,6 +136,8 @@ pub(crate) struct Header<A: Agent> {
     watch_slot: AtomicU32,
     /// The counters of its type in its system.
     stats: Arc<TypeStats>,
+    /// Messages it handled, across restarts (for per-agent message rates).
+    handled: AtomicU64,
 }
 
 /// How a supervised agent is rebuilt and whom it reports to.
@@ -169,6 +171,8 @@ pub(crate) trait AnyCell: Send + Sync {
     fn type_stats(&self) -> &Arc<TypeStats>;
     /// Messages waiting in its mailbox.
     fn queue_len(&self) -> usize;
+    /// Messages it handled so far, across restarts.
+    fn handled(&self) -> u64;
 }
 
 impl<A: Agent> Cell<A> {
@@ -190,6 +194,7 @@ impl<A: Agent> Cell<A> {
             registered: AtomicBool::new(false),
             faults: AtomicBool::new(false),
             watch_slot: AtomicU32::new(crate::hibernate::NOT_WATCHED),
+            handled: AtomicU64::new(0),
         };
         Cell {
             mailbox: Mailbox::new(capacity, parked, header),
@@ -207,6 +212,23 @@ impl<A: Agent> Cell<A> {
     /// The counters of its type in its system.
     pub(crate) fn stats(&self) -> &TypeStats {
         &self.h().stats
+    }
+
+    /// The agent took `n` messages to handle: counted for its type and for itself.
+    /// Returns its type's count before them (see [`TypeStats::took`]).
+    #[inline]
+    pub(crate) fn took(&self, n: usize) -> u64 {
+        let h = self.h();
+        h.handled.fetch_add(n as u64, Ordering::Relaxed);
+        h.stats.took(n)
+    }
+
+    /// Messages taken but given back unhandled (the instance ended first).
+    pub(crate) fn gave_back(&self, n: usize) {
+        if n > 0 {
+            self.h().handled.fetch_sub(n as u64, Ordering::Relaxed);
+            self.h().stats.gave_back(n);
+        }
     }
 
     pub(crate) fn generation(&self) -> u32 {
@@ -470,6 +492,10 @@ impl<A: Agent> AnyCell for Cell<A> {
 
     fn queue_len(&self) -> usize {
         self.mailbox.len()
+    }
+
+    fn handled(&self) -> u64 {
+        self.h().handled.load(Ordering::Relaxed)
     }
 }
 

@@ -116,8 +116,9 @@ const IDLE_KEEP: usize = 64;
 #[repr(C)]
 pub(crate) struct Mailbox<M, P, H = ()> {
     state: Mutex<State<M, P>>,
-    capacity: usize,
     header: H,
+    /// Senders only read it; next to the flag it fills what would be padding.
+    capacity: u32,
     has_signal: AtomicBool,
 }
 
@@ -177,7 +178,7 @@ impl<M, P, H> Mailbox<M, P, H> {
     /// `header` is the owner's cold data, stored here for the layout's sake.
     pub(crate) fn new(capacity: usize, parked: Option<P>, header: H) -> Self {
         Mailbox {
-            capacity: capacity.max(1),
+            capacity: capacity.clamp(1, u32::MAX as usize) as u32,
             header,
             has_signal: AtomicBool::new(false),
             state: Mutex::new(State {
@@ -205,7 +206,7 @@ impl<M, P, H> Mailbox<M, P, H> {
         if st.closed {
             return Err((msg, false));
         }
-        if st.queue.len() >= self.capacity {
+        if st.queue.len() >= self.capacity as usize {
             return Err((msg, true));
         }
         push(&mut st.queue, msg);
@@ -222,7 +223,7 @@ impl<M, P, H> Mailbox<M, P, H> {
         if st.closed {
             return Poll::Ready(Err(msg));
         }
-        if st.queue.len() >= self.capacity {
+        if st.queue.len() >= self.capacity as usize {
             push_waker(&mut st.rare.get_or_insert_with(Box::default).senders, cx.waker());
             *slot = Some(msg);
             return Poll::Pending;

@@ -95,7 +95,7 @@ pub(crate) fn run<A: Agent>(mut task: Task<A>) -> impl Future<Output = ()> + Sen
                 // Close first so that nothing waits on an agent that is going away: queued
                 // and unhandled messages are dropped here, which resolves their calls to
                 // `Stopped`.
-                cell.stats().gave_back(task.batch.len());
+                cell.gave_back(task.batch.len());
                 drop(std::mem::take(&mut task.batch));
                 drop(cell.mailbox().close());
             }
@@ -168,7 +168,7 @@ impl<A: Agent> Task<A> {
             drop_agent(cell.id(), agent);
         }
         // Messages taken but not handled were counted as handled: not any more.
-        cell.stats().gave_back(self.batch.len());
+        cell.gave_back(self.batch.len());
         if matches!(decision, Decision::Final) {
             drop(std::mem::take(&mut self.batch));
             drop(cell.mailbox().close());
@@ -253,7 +253,7 @@ async fn instance<A: Agent>(
                     }
                     continue;
                 }
-                Received::Batch => base = (cell.stats().took(batch.len()) % stats::SAMPLE_EVERY) as u8,
+                Received::Batch => base = (cell.took(batch.len()) % stats::SAMPLE_EVERY) as u8,
             }
         }
         while let Some(Envelope { msg, reply, caller }) = batch.pop_front() {
@@ -593,7 +593,8 @@ mod footprint {
             ctx,
         ));
         // 152 since per-type stats (a pointer in the header): with the `Arc` counts and
-        // malloc's header that is still a 176-byte chunk, as 144 was.
+        // malloc's header that is still a 176-byte chunk, as 144 was. (The per-agent
+        // message count took the room of a `u32` capacity.)
         assert!(std::mem::size_of::<Cell<Tiny>>() <= 152);
         // The agent's per-message signal check never shares a cache line with what a
         // sender writes (see `Mailbox`).

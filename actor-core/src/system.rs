@@ -287,6 +287,7 @@ impl System {
                     c.type_name(),
                     c.status(),
                     c.queue_len(),
+                    c.handled(),
                     registry.name_of(c.id()),
                 )
             })

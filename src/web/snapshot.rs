@@ -94,6 +94,10 @@ pub struct TreeEntry {
     /// An agent's messages waiting in its mailbox now.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mailbox: Option<usize>,
+    /// The messages an agent handled per second since the last snapshot (none in the
+    /// first snapshot that lists it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub messages_per_second: Option<f64>,
     /// How many agents the entry stands for (1 for an agent).
     pub count: usize,
     /// Its children (supervisors).
@@ -179,6 +183,8 @@ pub(crate) struct RateState {
     counter: Option<Box<CounterFn>>,
     /// Messages handled per agent type at the last snapshot, for the types' rates.
     handled: HashMap<String, u64>,
+    /// Messages handled by each listed agent at the last snapshot, for its rate.
+    agent_handled: HashMap<u64, u64>,
     handled_at: Option<Instant>,
     last: Option<(Instant, u64)>,
     value: f64,
@@ -205,6 +211,7 @@ impl RateState {
             label,
             counter,
             handled: HashMap::new(),
+            agent_handled: HashMap::new(),
             handled_at: None,
             last: None,
             value: 0.0,
@@ -265,19 +272,33 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
     let unsupervised = tree.unsupervised();
     let aggregated = agents > limit;
     let text = tree.to_string();
-    // Each listed agent's mailbox and restarts, by id.
-    let per_agent: HashMap<u64, (usize, u64)> = tree
+    // Each listed agent's mailbox, restarts and messages handled, by id.
+    let per_agent: HashMap<u64, AgentNumbers> = tree
         .all_agents()
         .into_iter()
         .chain(tree.unsupervised_agents())
-        .map(|a| (a.id, (a.mailbox_depth, a.restarts)))
+        .map(|a| {
+            let numbers = AgentNumbers {
+                mailbox: a.mailbox_depth,
+                restarts: a.restarts,
+                messages: a.messages,
+            };
+            (a.id, numbers)
+        })
         .collect();
     drop(tree);
 
+    let now = Instant::now();
+    let secs = rate
+        .handled_at
+        .map(|then| now.saturating_duration_since(then).as_secs_f64())
+        .filter(|secs| *secs > 0.0);
     let mut parsed = parse_tree(&text);
     for entry in &mut parsed {
-        fill_agents(entry, &per_agent);
+        fill_agents(entry, &per_agent, &rate.agent_handled, secs);
     }
+    // Only the agents listed now are remembered: the map stays as small as the tree.
+    rate.agent_handled = per_agent.iter().map(|(id, n)| (*id, n.messages)).collect();
     let mut types: BTreeMap<String, TypeRow> = BTreeMap::new();
     let mut restarts = 0;
     let mut listed_unsupervised = 0;
@@ -302,10 +323,6 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
 
     // Per type: what the runtime counted (rates since the last snapshot).
     let stats = system.stats();
-    let now = Instant::now();
-    let secs = rate
-        .handled_at
-        .map(|then| now.saturating_duration_since(then).as_secs_f64());
     for t in &stats.agent_types {
         let previous = rate.handled.insert(t.agent.clone(), t.messages_handled);
         if t.live == 0 && !types.contains_key(&t.agent) {
@@ -313,9 +330,7 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
         }
         let row = types.entry(t.agent.clone()).or_insert_with(|| row(&t.agent));
         row.messages_per_second = match (previous, secs) {
-            (Some(before), Some(secs)) if secs > 0.0 => {
-                t.messages_handled.saturating_sub(before) as f64 / secs
-            }
+            (Some(before), Some(secs)) => t.messages_handled.saturating_sub(before) as f64 / secs,
             _ => 0.0,
         };
         row.mailbox_depth = t.mailbox_depth;
@@ -396,21 +411,38 @@ fn upsert(rows: &mut Vec<NodeRow>, identifier: String, addr: String, local: bool
     }
 }
 
-/// Fills each listed agent's mailbox depth and restarts.
-fn fill_agents(entry: &mut TreeEntry, per_agent: &HashMap<u64, (usize, u64)>) {
+/// What the tree says of one agent.
+struct AgentNumbers {
+    mailbox: usize,
+    restarts: u64,
+    messages: u64,
+}
+
+/// Fills each listed agent's mailbox depth, restarts and message rate (from its count
+/// at the last snapshot, `secs` ago).
+fn fill_agents(
+    entry: &mut TreeEntry,
+    per_agent: &HashMap<u64, AgentNumbers>,
+    before: &HashMap<u64, u64>,
+    secs: Option<f64>,
+) {
     if entry.kind == EntryKind::Single {
         let id = entry
             .id
             .as_deref()
             .and_then(|id| id.strip_prefix('#'))
             .and_then(|n| n.parse::<u64>().ok());
-        if let Some(&(mailbox, restarts)) = id.and_then(|id| per_agent.get(&id)) {
-            entry.mailbox = Some(mailbox);
-            entry.restarts = restarts;
+        if let Some((id, n)) = id.and_then(|id| Some((id, per_agent.get(&id)?))) {
+            entry.mailbox = Some(n.mailbox);
+            entry.restarts = n.restarts;
+            entry.messages_per_second = match (before.get(&id), secs) {
+                (Some(&then), Some(secs)) => Some(n.messages.saturating_sub(then) as f64 / secs),
+                _ => None,
+            };
         }
     }
     for child in &mut entry.children {
-        fill_agents(child, per_agent);
+        fill_agents(child, per_agent, before, secs);
     }
 }
 
@@ -497,6 +529,7 @@ fn aggregate(entry: &mut TreeEntry) {
                 .join(", "),
             restarts: 0,
             mailbox: None,
+            messages_per_second: None,
             count,
             children: Vec::new(),
         })
@@ -575,6 +608,7 @@ fn parse_label(label: &str, top: bool, inside_unsupervised: bool) -> TreeEntry {
         status: String::new(),
         restarts: 0,
         mailbox: None,
+        messages_per_second: None,
         count: 1,
         children: Vec::new(),
     };

@@ -78,6 +78,9 @@ try {
   const second = await read();
   if (!(second.updates > first.updates)) fail(`the update counter did not advance: ${first.updates} then ${second.updates}`);
   if (second.total === first.total) fail(`the live number did not change: ${first.total} then ${second.total}`);
+  // Each listed agent shows its own message rate once two snapshots have listed it.
+  const rated = await page.textContent("#tree");
+  if (!/⇢ [\d,]+\/s/.test(rated)) fail(`no agent shows a message rate: ${rated.slice(0, 400)}`);
   const status = await page.textContent("#status");
   if (status !== "live") fail(`the page says "${status}", not "live"`);
 

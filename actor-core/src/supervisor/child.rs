@@ -108,9 +108,9 @@ pub(crate) trait ChildOps: Send {
     fn subtree(&self) -> Option<Arc<SupShared>>;
     /// The agent's id (none for a nested supervisor).
     fn id(&self) -> Option<ActorId>;
-    /// The agent's type name and the messages waiting in its mailbox (none for a
-    /// nested supervisor).
-    fn mailbox(&self) -> Option<(&'static str, usize)>;
+    /// The agent's type name, the messages waiting in its mailbox and the messages it
+    /// handled so far (none for a nested supervisor).
+    fn mailbox(&self) -> Option<(&'static str, usize, u64)>;
 }
 
 pub(super) fn build(
@@ -193,8 +193,12 @@ impl<A: Agent> ChildOps for AgentChild<A> {
         Some(self.cell.id())
     }
 
-    fn mailbox(&self) -> Option<(&'static str, usize)> {
-        Some((short_type_name::<A>(), self.cell.mailbox().len()))
+    fn mailbox(&self) -> Option<(&'static str, usize, u64)> {
+        Some((
+            short_type_name::<A>(),
+            self.cell.mailbox().len(),
+            crate::cell::AnyCell::handled(&*self.cell),
+        ))
     }
 }
 
@@ -245,7 +249,7 @@ impl ChildOps for SupChild {
         None
     }
 
-    fn mailbox(&self) -> Option<(&'static str, usize)> {
+    fn mailbox(&self) -> Option<(&'static str, usize, u64)> {
         None
     }
 }

@@ -26,7 +26,7 @@ use crate::ActorId;
 /// Serialized (serde, e.g. as JSON), it is the same tree as data: [`supervisors`]
 /// (each a [`SupervisorNode`] whose children are agents and nested supervisors) and
 /// [`unsupervised_agents`], every agent an [`AgentNode`] with its type, id, names,
-/// state, mailbox depth and restarts:
+/// state, mailbox depth, restarts and messages handled:
 ///
 /// ```json
 /// {"agents": 2, "unsupervised": 1,
@@ -34,7 +34,7 @@ use crate::ActorId;
 ///    "restarts": 1, "state": "running", "children": [
 ///      {"kind": "agent", "id": 3, "agent": "Counter", "name": "counter",
 ///       "registered": null, "state": "running", "status": "idle",
-///       "mailbox_depth": 0, "restarts": 1}]}],
+///       "mailbox_depth": 0, "restarts": 1, "messages": 42}]}],
 ///  "unsupervised_agents": [{"kind": "agent", "id": 1, "agent": "Planner", ...}]}
 /// ```
 ///
@@ -119,6 +119,10 @@ pub struct AgentNode {
     pub mailbox_depth: usize,
     /// How many times its supervisor restarted it (0 for an unsupervised agent).
     pub restarts: u64,
+    /// Messages it handled so far, across restarts (the difference between two trees,
+    /// over the time between them, is its message rate).
+    #[serde(default)]
+    pub messages: u64,
 }
 
 /// The state of an agent.
@@ -154,6 +158,7 @@ impl AgentNode {
         agent: &'static str,
         status: &'static str,
         mailbox_depth: usize,
+        messages: u64,
         registered: Option<String>,
     ) -> Self {
         AgentNode {
@@ -165,6 +170,7 @@ impl AgentNode {
             status: status.to_owned(),
             mailbox_depth,
             restarts: 0,
+            messages,
         }
     }
 
@@ -256,7 +262,7 @@ fn supervisor_node(sup: &SupShared, registered: &dyn Fn(ActorId) -> Option<Strin
                     Phase::Running => c.ops.status(),
                     Phase::Waiting(_) => "restarting",
                 };
-                let (agent, mailbox_depth) = c.ops.mailbox().unwrap_or(("", 0));
+                let (agent, mailbox_depth, messages) = c.ops.mailbox().unwrap_or(("", 0, 0));
                 let id = c.ops.id();
                 TreeNode::Agent(AgentNode {
                     id: id.map_or(0, ActorId::as_u64),
@@ -267,6 +273,7 @@ fn supervisor_node(sup: &SupShared, registered: &dyn Fn(ActorId) -> Option<Strin
                     status: status.to_owned(),
                     mailbox_depth,
                     restarts: c.restarts,
+                    messages,
                 })
             }
         })
