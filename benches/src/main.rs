@@ -11,6 +11,7 @@ mod fw_ractor;
 mod fw_tokio;
 #[cfg(feature = "troupe")]
 mod fw_troupe;
+mod subscriber;
 
 use common::*;
 use std::collections::BTreeMap;
@@ -107,13 +108,7 @@ fn troupe_built() -> bool {
 
 /// Child side: run one (framework, workload) pair and print one result line.
 fn child(fw: &str, wl: &str, scale: f64) {
-    if std::env::var_os("TROUPE_BENCH_SUBSCRIBER").is_some() {
-        // A subscriber that listens at INFO: DEBUG and TRACE spans are filtered out.
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    subscriber::install_from_env();
     let p = Params::scaled(scale);
     let out = match fw {
         "tokio" => fw_tokio::run(wl, p),

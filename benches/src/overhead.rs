@@ -5,8 +5,12 @@
 //!
 //! `overhead [WORKLOAD] [N]`: `tell` (an agent casts N increments to another, then one
 //! call reads the total), `ask` (an agent makes N calls), `pingpong` (N round trips of
-//! casts between two agents); all three by default. `TROUPE_BENCH_SUBSCRIBER=1`
-//! installs a subscriber at INFO (troupe's DEBUG spans filtered out).
+//! casts between two agents); all three by default. `TROUPE_BENCH_SUBSCRIBER` picks a
+//! subscriber (see `subscriber.rs`). Built with `--features tracing-off`
+//! (`tracing/max_level_off`), the spans are compiled out: the baseline of the
+//! overhead targets.
+
+mod subscriber;
 
 use std::time::Instant;
 use troupe::prelude::*;
@@ -131,19 +135,17 @@ async fn run(workload: &str, n: u64) -> f64 {
 }
 
 fn main() {
-    if std::env::var_os("TROUPE_BENCH_SUBSCRIBER").is_some() {
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    subscriber::install_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let workloads: Vec<&str> = match args.first().map(String::as_str) {
         Some(w) if w != "all" => vec![w],
         _ => vec!["tell", "ask", "pingpong"],
     };
     let n: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     for w in workloads {
         // Warm-up, untimed.
         rt.block_on(run(w, n / 10));
