@@ -25,8 +25,39 @@
 //! Endpoints: `GET /` (the page), `GET /api/snapshot` (a [`Snapshot`] as JSON),
 //! `GET /api/events` (server-sent events, one `snapshot` event a second). It binds to
 //! 127.0.0.1 unless told otherwise; [`LiveView::token`] makes every request present a
-//! secret. The book's chapter "A live view of your agents" says what it shows and what
-//! it does not yet.
+//! secret.
+//!
+//! [`LiveView::behind`] puts the view behind a node's access control as well: it keeps
+//! listening on loopback, and the node opens an outlet to it, so that operators on other
+//! nodes reach it through a portal (an inlet, or [`Node::connect_outlet`]) that the
+//! node's policy opens or refuses per connection, from the connecting node's identity
+//! and credentials:
+//!
+//! ```
+//! use troupe::prelude::*;
+//! use troupe::secure::{Node, TrustPolicy};
+//! use troupe::web::LiveView;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let system = System::new();
+//! let node = Node::builder().trust(TrustPolicy::any()).start(&system).await?;
+//! let view = LiveView::new(&system)
+//!     .node(&node)
+//!     .behind(&node, "live-view", r#"role = "operator""#)
+//!     .serve()
+//!     .await?;
+//! // On an operator's node (its credential says role = "operator"):
+//! //   operator.inlet("127.0.0.1:8080", node_addr, "live-view").await?;
+//! // then http://127.0.0.1:8080/ in a browser there.
+//! view.stop().await; // removes the outlet too
+//! # node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The book's chapter "A live view of your agents" says what it shows and what it does
+//! not yet.
 
 mod server;
 mod snapshot;
