@@ -25,8 +25,39 @@
 //! Endpoints: `GET /` (the page), `GET /api/snapshot` (a [`Snapshot`] as JSON),
 //! `GET /api/events` (server-sent events, one `snapshot` event a second). It binds to
 //! 127.0.0.1 unless told otherwise; [`LiveView::token`] makes every request present a
-//! secret. The book's chapter "A live view of your agents" says what it shows and what
-//! it does not yet.
+//! secret.
+//!
+//! [`LiveView::behind`] puts the view behind a node's access control as well: it keeps
+//! listening on loopback, and the node opens an outlet to it, so that operators on other
+//! nodes reach it through a portal (an inlet, or [`Node::connect_outlet`]) that the
+//! node's policy opens or refuses per connection, from the connecting node's identity
+//! and credentials:
+//!
+//! ```
+//! use troupe::prelude::*;
+//! use troupe::secure::{Node, TrustPolicy};
+//! use troupe::web::LiveView;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let system = System::new();
+//! let node = Node::builder().trust(TrustPolicy::any()).start(&system).await?;
+//! let view = LiveView::new(&system)
+//!     .node(&node)
+//!     .behind(&node, "live-view", r#"role = "operator""#)
+//!     .serve()
+//!     .await?;
+//! // On an operator's node (its credential says role = "operator"):
+//! //   operator.inlet("127.0.0.1:8080", node_addr, "live-view").await?;
+//! // then http://127.0.0.1:8080/ in a browser there.
+//! view.stop().await; // removes the outlet too
+//! # node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The book's chapter "A live view of your agents" says what it shows and what it does
+//! not yet.
 
 mod server;
 mod snapshot;
@@ -37,7 +68,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actor_core::System;
-use actor_secure::Node;
+use actor_secure::{Node, NodeError, OutletHandle};
 
 pub use snapshot::{EntryKind, LinkRow, NodeRow, Rate, Snapshot, TreeEntry, TypeRow};
 
@@ -70,6 +101,14 @@ pub enum WebError {
     Token,
     /// [`LiveView::serve`] was called outside a tokio runtime.
     NoRuntime,
+    /// The view is to be served [`behind`](LiveView::behind) a node's access control,
+    /// but listens on an address other machines can reach (it would be reachable
+    /// without the node's say): it must listen on loopback.
+    NotLoopback(SocketAddr),
+    /// The node would not open the view's outlet: the name is taken
+    /// ([`NodeError::AlreadyAnOutlet`]) or the policy does not parse
+    /// ([`NodeError::Policy`]).
+    Outlet(NodeError),
 }
 
 impl fmt::Display for WebError {
@@ -81,6 +120,11 @@ impl fmt::Display for WebError {
                 f.write_str("the live view's token must be non-empty letters, digits, '-', '_', '.' or '~'")
             }
             WebError::NoRuntime => f.write_str("the live view must be started inside a tokio runtime"),
+            WebError::NotLoopback(addr) => write!(
+                f,
+                "the live view behind a node's access control must listen on loopback, not {addr}"
+            ),
+            WebError::Outlet(_) => f.write_str("the node would not open the live view's outlet"),
         }
     }
 }
@@ -89,7 +133,8 @@ impl std::error::Error for WebError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             WebError::Bind { source, .. } | WebError::Listener(source) => Some(source),
-            WebError::Token | WebError::NoRuntime => None,
+            WebError::Outlet(source) => Some(source),
+            WebError::Token | WebError::NoRuntime | WebError::NotLoopback(_) => None,
         }
     }
 }
@@ -101,12 +146,20 @@ enum Bind {
     Listener(tokio::net::TcpListener),
 }
 
+/// The outlet through which other nodes reach the view (see [`LiveView::behind`]).
+struct Behind {
+    node: Node,
+    outlet: String,
+    policy: String,
+}
+
 /// Builds and starts a live view of a system (and, optionally, its nodes).
 pub struct LiveView {
     system: System,
     nodes: Vec<Node>,
     bind: Bind,
     token: Option<String>,
+    behind: Option<Behind>,
     aggregate_above: usize,
     max_clients: usize,
     counter: Option<(String, Box<snapshot::CounterFn>)>,
@@ -118,6 +171,7 @@ impl fmt::Debug for LiveView {
             .field("nodes", &self.nodes.len())
             .field("bind", &self.bind)
             .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .field("behind", &self.behind.as_ref().map(|b| (&b.outlet, &b.policy)))
             .field("aggregate_above", &self.aggregate_above)
             .field("max_clients", &self.max_clients)
             .field("counter", &self.counter.as_ref().map(|(label, _)| label))
@@ -133,6 +187,7 @@ impl LiveView {
             nodes: Vec::new(),
             bind: Bind::Addr("127.0.0.1:0".to_owned()),
             token: None,
+            behind: None,
             aggregate_above: DEFAULT_AGGREGATE_ABOVE,
             max_clients: DEFAULT_MAX_CLIENTS,
             counter: None,
@@ -165,6 +220,32 @@ impl LiveView {
     /// then includes it.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Serves the view behind `node`'s access control too: the view still listens on
+    /// loopback only, and `node` opens the outlet `outlet` to it, so that operators on
+    /// other nodes reach it through a portal ([`Node::inlet`], [`Node::connect_outlet`]):
+    /// over the nodes' authenticated, encrypted link, each connection decided by
+    /// `policy` from the connecting node's identity and credential attributes (as for
+    /// any outlet: `resource.agent` is `"portal"`, `action.kind` is `"connect"`;
+    /// denials are `troupe::audit` events on `node`). The outlet is under `policy` from
+    /// its first connection (never under the node's default policy) and is removed when
+    /// the view stops. With a [`token`](LiveView::token) too, requests through the
+    /// portal must present it as well.
+    ///
+    /// The loopback port stays open to programs on this machine: give the view a token
+    /// when they are not all trusted. [`serve`](LiveView::serve) fails with
+    /// [`WebError::NotLoopback`] when the view is bound elsewhere, and with
+    /// [`WebError::Outlet`] when the outlet cannot be opened (name in use, a policy
+    /// that does not parse). Calling it again replaces the earlier outlet.
+    /// [`node`](LiveView::node) is separate: call it too for the page to show `node`.
+    pub fn behind(mut self, node: &Node, outlet: impl Into<String>, policy: impl Into<String>) -> Self {
+        self.behind = Some(Behind {
+            node: node.clone(),
+            outlet: outlet.into(),
+            policy: policy.into(),
+        });
         self
     }
 
@@ -215,6 +296,23 @@ impl LiveView {
             },
         };
         let addr = listener.local_addr().map_err(WebError::Listener)?;
+        // The outlet only once the listener is known; removed again when the view stops.
+        let mut outlet = None;
+        let mut on_stop: Option<server::OnStop> = None;
+        if let Some(behind) = self.behind {
+            if !addr.ip().is_loopback() {
+                return Err(WebError::NotLoopback(addr));
+            }
+            let opened = behind
+                .node
+                .outlet_with_policy(&behind.outlet, addr.to_string(), &behind.policy)
+                .map_err(WebError::Outlet)?;
+            let (node, name) = (behind.node, behind.outlet);
+            on_stop = Some(Box::new(move || {
+                node.remove_outlet(&name);
+            }));
+            outlet = Some(opened);
+        }
         let url = match &self.token {
             Some(token) => format!("http://{addr}/?token={token}"),
             None => format!("http://{addr}/"),
@@ -226,6 +324,7 @@ impl LiveView {
             aggregate_above: self.aggregate_above,
             max_clients: self.max_clients,
             counter: self.counter,
+            on_stop,
         };
         let (stop, task) = server::start(listener, config, STOP_GRACE);
         Ok(LiveViewHandle {
@@ -233,6 +332,7 @@ impl LiveView {
             url,
             stop,
             task: Some(task),
+            outlet,
         })
     }
 }
@@ -244,6 +344,7 @@ pub struct LiveViewHandle {
     url: String,
     stop: Arc<server::Stop>,
     task: Option<tokio::task::JoinHandle<()>>,
+    outlet: Option<OutletHandle>,
 }
 
 impl LiveViewHandle {
@@ -257,14 +358,22 @@ impl LiveViewHandle {
         &self.url
     }
 
+    /// The outlet other nodes reach the view through, when it is served
+    /// [`behind`](LiveView::behind) a node's access control (e.g. to change its policy
+    /// while the view runs). It is removed when the view stops.
+    pub fn outlet(&self) -> Option<&OutletHandle> {
+        self.outlet.as_ref()
+    }
+
     /// True until the live view has been told to stop (by [`stop`](Self::stop), or by
     /// the system shutting down).
     pub fn is_running(&self) -> bool {
         !self.stop.is_stopped()
     }
 
-    /// Stops serving: no new connections, live event streams end, and open connections
-    /// get two seconds to finish before they are closed. Returns when it is done.
+    /// Stops serving: no new connections (the outlet of [`LiveView::behind`] is removed
+    /// at once), live event streams end, and open connections get two seconds to
+    /// finish before they are closed. Returns when it is done.
     pub async fn stop(mut self) {
         self.stop.stop();
         if let Some(task) = self.task.take() {

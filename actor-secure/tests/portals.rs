@@ -419,6 +419,38 @@ async fn outlets_are_under_access_control_and_refusals_are_typed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outlet_created_with_its_policy_never_falls_back_to_the_default() {
+    let system = System::new();
+    let (a, b) = pair(&system).await;
+    let echo = echo_service().await.to_string();
+    // A default that lets everyone in: an outlet without a policy of its own is open.
+    a.set_default_policy(Some(troupe::abac::Policy::parse("true").unwrap()));
+    a.outlet("open", &echo).unwrap();
+    b.connect_outlet(a.addr(), "open")
+        .await
+        .expect("the default allows");
+
+    // One created with its policy is decided by that policy, from its first connection.
+    let outlet = a
+        .outlet_with_policy("strict", &echo, r#"subject.identifier = "nobody""#)
+        .unwrap();
+    assert_eq!(outlet.name(), "strict");
+    let e = b.connect_outlet(a.addr(), "strict").await.unwrap_err();
+    assert!(matches!(e, NodeError::Denied), "{e}");
+
+    // A policy that does not parse adds no outlet; a name in use is refused.
+    let e = a.outlet_with_policy("broken", &echo, "(and").unwrap_err();
+    assert!(matches!(e, NodeError::Policy(_)), "{e}");
+    assert!(!a.remove_outlet("broken"), "nothing was added");
+    assert!(matches!(
+        a.outlet_with_policy("strict", &echo, "true"),
+        Err(NodeError::AlreadyAnOutlet(_))
+    ));
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_may_hold_only_so_many_connections_into_outlets() {
     let system = System::new();
     let (a, b) = pair_with(&system, PortalConfig::default().max_connections(3)).await;

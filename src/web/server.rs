@@ -45,23 +45,43 @@ pub(super) struct Config {
     pub(super) aggregate_above: usize,
     pub(super) max_clients: usize,
     pub(super) counter: Option<(String, Box<CounterFn>)>,
+    /// Run once, as soon as the view is told to stop, however that happens.
+    pub(super) on_stop: Option<OnStop>,
 }
 
+/// What a live view undoes when it stops (the outlet it opened on a node).
+pub(super) type OnStop = Box<dyn FnOnce() + Send>;
+
 /// The stop signal every task of a live view watches.
-#[derive(Debug)]
-pub(super) struct Stop(watch::Sender<bool>);
+pub(super) struct Stop {
+    signal: watch::Sender<bool>,
+    on_stop: Mutex<Option<OnStop>>,
+}
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stop")
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Stop {
+    /// Tells every task to stop, and runs the on-stop action (the first time only).
     pub(super) fn stop(&self) {
-        self.0.send_replace(true);
+        self.signal.send_replace(true);
+        let on_stop = self.on_stop.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(on_stop) = on_stop {
+            on_stop();
+        }
     }
 
     pub(super) fn is_stopped(&self) -> bool {
-        *self.0.borrow()
+        *self.signal.borrow()
     }
 
     fn watcher(&self) -> watch::Receiver<bool> {
-        self.0.subscribe()
+        self.signal.subscribe()
     }
 }
 
@@ -90,7 +110,10 @@ pub(super) fn start(
     config: Config,
     grace: Duration,
 ) -> (Arc<Stop>, tokio::task::JoinHandle<()>) {
-    let stop = Arc::new(Stop(watch::channel(false).0));
+    let stop = Arc::new(Stop {
+        signal: watch::channel(false).0,
+        on_stop: Mutex::new(config.on_stop),
+    });
     let shared = Arc::new(Shared {
         system: config.system,
         nodes: config.nodes,

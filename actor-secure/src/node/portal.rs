@@ -1135,21 +1135,39 @@ impl Node {
     /// neither, it is denied. The outlet connects to `target` for each connection that
     /// is allowed.
     pub fn outlet(&self, name: &str, target: impl Into<String>) -> Result<OutletHandle, NodeError> {
+        self.add_outlet(name, target.into(), None)
+    }
+
+    /// [`Node::outlet`] with its policy in place from the start: no connection is ever
+    /// decided by the node's default policy instead, as one can be between
+    /// [`Node::outlet`] and [`OutletHandle::policy`]. Fails with
+    /// [`NodeError::Policy`] (and adds nothing) when `policy` does not parse.
+    pub fn outlet_with_policy(
+        &self,
+        name: &str,
+        target: impl Into<String>,
+        policy: impl AsRef<str>,
+    ) -> Result<OutletHandle, NodeError> {
+        let policy = Arc::new(Policy::parse(policy.as_ref()).map_err(NodeError::Policy)?);
+        self.add_outlet(name, target.into(), Some(policy))
+    }
+
+    fn add_outlet(
+        &self,
+        name: &str,
+        target: String,
+        policy: Option<Arc<Policy>>,
+    ) -> Result<OutletHandle, NodeError> {
         let mut outlets = self.inner.outlets.lock().unwrap_or_else(PoisonError::into_inner);
         if outlets.contains_key(name) {
             return Err(NodeError::AlreadyAnOutlet(name.to_owned()));
         }
         let policies = Policies {
             name: name.to_owned(),
+            whole: std::sync::RwLock::new(policy),
             ..Policies::default()
         };
-        outlets.insert(
-            name.to_owned(),
-            Arc::new(Outlet {
-                target: target.into(),
-                policies,
-            }),
-        );
+        outlets.insert(name.to_owned(), Arc::new(Outlet { target, policies }));
         Ok(OutletHandle {
             node: self.clone(),
             name: name.to_owned(),
