@@ -74,6 +74,9 @@ pub use actor_secure as secure;
 // A live view in a web browser (feature `web`); documented inside.
 #[cfg(feature = "web")]
 pub mod web;
+// Exporting the handlers' spans to OpenTelemetry (feature `otel`); documented inside.
+#[cfg(feature = "otel")]
+pub mod otel;
 
 /// Everything an agent author needs: `use troupe::prelude::*;`.
 pub mod prelude {
