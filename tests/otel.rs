@@ -76,6 +76,29 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorded {
     }
 }
 
+/// A subscriber that exports the handlers' spans to `exporter` (through its provider).
+fn exporting_to(
+    exporter: &InMemorySpanExporter,
+) -> (
+    SdkTracerProvider,
+    impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+) {
+    // ANCHOR: setup
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let provider = SdkTracerProvider::builder()
+        // The exported spans keep troupe's W3C ids (the SDK takes ids only from its
+        // id generator): without it, a trace across nodes falls apart.
+        .with_id_generator(troupe::otel::Ids::default())
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry().with(troupe::otel::layer(provider.tracer("troupe")));
+    // ANCHOR_END: setup
+    (provider, subscriber)
+}
+
 /// An exporter that keeps the spans in memory, behind the layer; a layer that records
 /// the `tracing` fields; both as this thread's subscriber until dropped.
 struct Exporting {
@@ -88,16 +111,8 @@ struct Exporting {
 impl Exporting {
     /// Through `troupe::otel::layer`.
     fn start() -> Exporting {
-        // ANCHOR: setup
         let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            // The exported spans keep troupe's W3C ids (the SDK takes ids only from
-            // its id generator): without it, a trace across nodes falls apart.
-            .with_id_generator(troupe::otel::Ids::default())
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry().with(troupe::otel::layer(provider.tracer("troupe")));
-        // ANCHOR_END: setup
+        let (provider, subscriber) = exporting_to(&exporter);
         let recorded = Recorded::default();
         let guard = tracing::subscriber::set_default(subscriber.with(recorded.clone()));
         Exporting {
