@@ -44,6 +44,12 @@
 //! The guide (`book/`) walks through agents, supervision and secure channels; the
 //! crates behind this facade are `actor-core` (the runtime), `actor-macros`,
 //! `actor-secure` (identities and secure channels) and `actor-abac` (access control).
+//!
+//! Cargo features: `cli` (on by default: the `troupe` command for identities,
+//! credentials and policies), `mcp` (`troupe::mcp`: agents that call MCP servers'
+//! tools, and handlers served as tools), `web` (`troupe::web`: a live view in a web
+//! browser), `otel` (`troupe::otel`: the handlers' spans exported to OpenTelemetry,
+//! one trace per request across nodes). Only `cli` is on by default.
 
 #[doc(inline)]
 pub use actor_core::{
@@ -74,6 +80,9 @@ pub use actor_secure as secure;
 // A live view in a web browser (feature `web`); documented inside.
 #[cfg(feature = "web")]
 pub mod web;
+// Exporting the handlers' spans to OpenTelemetry (feature `otel`); documented inside.
+#[cfg(feature = "otel")]
+pub mod otel;
 
 /// Everything an agent author needs: `use troupe::prelude::*;`.
 pub mod prelude {
