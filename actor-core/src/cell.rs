@@ -247,6 +247,11 @@ impl<A: Agent> Cell<A> {
         self.mailbox.is_closed()
     }
 
+    /// Its task ended as it hibernated.
+    pub(crate) fn hibernated(&self) {
+        self.h().system.idle.hibernated();
+    }
+
     /// True while a test injects faults into this agent's messages.
     #[inline]
     pub(crate) fn has_faults(&self) -> bool {

@@ -34,6 +34,12 @@ pub(crate) struct IdleWatch {
     /// Milliseconds of idleness before an agent hibernates (0: never).
     after_ms: AtomicU64,
     sweeping: AtomicBool,
+    /// Agents that hibernated since the allocator was last asked to return memory.
+    hibernated: AtomicU64,
+    /// Ask the allocator to return memory after hibernation waves (see `memory`).
+    return_memory: AtomicBool,
+    /// Times the allocator returned memory (for tests).
+    trims: AtomicU64,
 }
 
 #[derive(Default)]
@@ -49,6 +55,9 @@ impl Default for IdleWatch {
             list: Mutex::new(Slab::default()),
             after_ms: AtomicU64::new(DEFAULT_HIBERNATE_AFTER.as_millis() as u64),
             sweeping: AtomicBool::new(false),
+            hibernated: AtomicU64::new(0),
+            return_memory: AtomicBool::new(true),
+            trims: AtomicU64::new(0),
         }
     }
 }
@@ -80,6 +89,34 @@ impl IdleWatch {
     pub(crate) fn set_after(&self, after: Option<Duration>) {
         let ms = after.map_or(0, |d| d.as_millis().clamp(1, u128::from(u64::MAX)) as u64);
         self.after_ms.store(ms, Ordering::Release);
+    }
+
+    pub(crate) fn set_return_memory(&self, on: bool) {
+        self.return_memory.store(on, Ordering::Release);
+    }
+
+    /// Times the allocator gave memory back after hibernations.
+    pub(crate) fn trims(&self) -> u64 {
+        self.trims.load(Ordering::Acquire)
+    }
+
+    /// An agent's task ended as it hibernated: its memory is free.
+    pub(crate) fn hibernated(&self) {
+        self.hibernated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// After enough hibernations since the last time, asks the allocator to return free
+    /// pages (on a blocking thread: it walks the allocator's free lists).
+    async fn return_memory(&self) {
+        if !self.return_memory.load(Ordering::Acquire)
+            || self.hibernated.load(Ordering::Relaxed) < crate::memory::TRIM_AFTER_HIBERNATIONS
+        {
+            return;
+        }
+        self.hibernated.store(0, Ordering::Relaxed);
+        if let Ok(true) = tokio::task::spawn_blocking(crate::memory::trim).await {
+            self.trims.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Puts a cell that just got a task on the list (if it is not on it already) and
@@ -162,6 +199,8 @@ async fn sweep(system: Weak<SystemInner>) {
         tokio::time::sleep(period).await;
         let Some(s) = system.upgrade() else { return };
         let idle = &s.idle;
+        // The tasks the last pass sent to hibernate have ended by now.
+        idle.return_memory().await;
         let stop = s.is_shutting_down() || (idle.after_ms.load(Ordering::Acquire) != 0 && !idle.sweep_once());
         if stop {
             idle.sweeping.store(false, Ordering::Release);

@@ -13,6 +13,7 @@ mod group;
 mod hibernate;
 mod link;
 mod mailbox;
+mod memory;
 mod panic;
 mod pool;
 mod protocol;

@@ -85,6 +85,7 @@ pub(crate) fn run<A: Agent>(mut task: Task<A>) -> impl Future<Output = ()> + Sen
                 Outcome::Ended(reason) => reason,
                 Outcome::Hibernate => {
                     if task.hibernate(&cell) {
+                        cell.hibernated();
                         return;
                     }
                     continue;

@@ -161,6 +161,10 @@ pub struct Stats {
     pub agents: usize,
     /// One entry per agent type that ever had an agent in this system, by name.
     pub agent_types: Vec<AgentStats>,
+    /// How many times the allocator gave freed memory back to the operating system
+    /// after agents hibernated (see [`System::return_memory`](crate::System::return_memory)).
+    #[serde(default)]
+    pub memory_returned: u64,
 }
 
 impl Stats {
@@ -252,6 +256,7 @@ impl TimeHistogram {
 pub(crate) fn snapshot(
     table: &StatsTable,
     agents: usize,
+    memory_returned: u64,
     live: impl IntoIterator<Item = (*const TypeStats, usize)>,
 ) -> Stats {
     let types = table.all();
@@ -280,7 +285,11 @@ pub(crate) fn snapshot(
         })
         .collect();
     agent_types.sort_by(|a, b| a.agent.cmp(&b.agent));
-    Stats { agents, agent_types }
+    Stats {
+        agents,
+        agent_types,
+        memory_returned,
+    }
 }
 
 /// Metric names, as published by [`System::record_metrics`](crate::System::record_metrics).

@@ -233,6 +233,22 @@ impl System {
         self.inner.idle.set_after(after);
     }
 
+    /// Whether the system asks the allocator to give freed memory back to the operating
+    /// system after a wave of hibernations (on by default).
+    ///
+    /// Agents that hibernate free their tasks and buffers, but glibc's `malloc` keeps
+    /// freed memory resident for reuse: a million agents that each handled one message
+    /// and went idle stay at about a kilobyte of resident memory each, against about
+    /// 220 bytes once it is given back. So after at least 1,024 agents hibernated, the
+    /// next hibernation sweep calls `malloc_trim(0)` on a blocking thread (it takes
+    /// about 25 ms for a gigabyte of freed memory, locking each allocator arena in
+    /// turn). Turn it off if those pauses matter more to you than resident memory, or
+    /// if you trim yourself. It does nothing with other allocators or outside
+    /// glibc-based Linux. [`stats`](System::stats) counts the times it returned memory.
+    pub fn return_memory(&self, on: bool) {
+        self.inner.idle.set_return_memory(on);
+    }
+
     /// A snapshot of every agent of this system, printable with `{}`: the supervision
     /// trees (pools included), then the agents no supervisor owns (the first 20 of them
     /// by id, then a count of the rest). Serializable with serde (e.g. as JSON), with
@@ -336,6 +352,7 @@ impl System {
         stats::snapshot(
             &self.inner.stats,
             self.agent_count(),
+            self.inner.idle.trims(),
             cells.iter().map(|c| (Arc::as_ptr(c.type_stats()), c.queue_len())),
         )
     }
