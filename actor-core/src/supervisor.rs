@@ -10,6 +10,7 @@
 
 mod backoff;
 mod child;
+mod children;
 mod events;
 mod task;
 mod tree;
@@ -31,6 +32,7 @@ pub use tree::{AgentNode, AgentState, SupervisorNode, SupervisorState, Tree, Tre
 
 use crate::{ActorId, ActorRef, Agent, StopReason, System};
 use child::ChildOps;
+use children::Children;
 use events::Outlet;
 
 /// Which children a supervisor restarts when one of them fails (as in OTP).
@@ -207,8 +209,7 @@ impl SupervisorRef {
         let st = self.shared.state.lock();
         let entry = st
             .children
-            .iter()
-            .find(|c| c.name == name)
+            .named(name)
             .ok_or_else(|| SupervisorError::NoSuchChild(name.to_owned()))?;
         entry
             .ops
@@ -221,10 +222,12 @@ impl SupervisorRef {
     /// The name of the child agent with this id.
     pub(crate) fn child_name(&self, id: ActorId) -> Option<String> {
         let st = self.shared.state.lock();
-        st.children
+        let name = st
+            .children
             .iter()
             .find(|c| c.ops.id() == Some(id))
-            .map(|c| c.name.clone())
+            .map(|c| c.name.clone());
+        name
     }
 
     /// The names of the current children, in start order.
@@ -375,7 +378,7 @@ pub(crate) struct SupState {
     max_restarts: u32,
     period: Duration,
     backoff: Option<Backoff>,
-    children: Vec<ChildEntry>,
+    children: Children,
     restarts: VecDeque<Instant>,
     status: Status,
     total_restarts: u64,
@@ -491,34 +494,37 @@ impl SupShared {
         let shutting_down = self.system_shutting_down();
         let mut st = self.state.lock();
         let st = &mut *st;
-        let Some(i) = st.children.iter().position(|c| c.key == key) else {
+        let running = st.status == Status::Running;
+        let Some(c) = st.children.get_mut(key) else {
             return Decision::Final;
         };
         if let Some(slot) = child {
-            let c = &st.children[i];
             *slot = Some((c.name.clone(), c.ops.id()));
         }
-        if st.status != Status::Running || st.children[i].expect_exit || shutting_down {
-            st.children[i].phase = Phase::Waiting(None);
-            return if shutting_down && !st.children[i].expect_exit {
-                st.children.remove(i);
+        if !running || c.expect_exit || shutting_down {
+            c.phase = Phase::Waiting(None);
+            return if shutting_down && !c.expect_exit {
+                st.children.remove(key);
                 Decision::Final
             } else {
                 Decision::Suspend
             };
         }
-        if !st.children[i].restart.applies(reason) {
-            st.children.remove(i);
+        if !c.restart.applies(reason) {
+            st.children.remove(key);
             return Decision::Final;
         }
         if in_place && st.strategy == Strategy::OneForOne && st.backoff.is_none() && st.record_restart() {
-            let child = &mut st.children[i];
-            child.attempts += 1;
-            child.restarts += 1;
-            child.last_restart = Some(Instant::now());
+            if let Some(child) = st.children.get_mut(key) {
+                child.attempts += 1;
+                child.restarts += 1;
+                child.last_restart = Some(Instant::now());
+            }
             return Decision::RestartInPlace;
         }
-        st.children[i].phase = Phase::Waiting(None);
+        if let Some(c) = st.children.get_mut(key) {
+            c.phase = Phase::Waiting(None);
+        }
         Decision::Suspend
     }
 }

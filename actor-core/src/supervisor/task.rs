@@ -40,7 +40,7 @@ pub(super) fn start(
             max_restarts: sup.max_restarts,
             period: sup.period,
             backoff: sup.backoff,
-            children: Vec::new(),
+            children: Default::default(),
             restarts: VecDeque::new(),
             status: Status::Running,
             total_restarts: 0,
@@ -165,7 +165,7 @@ impl SupTask {
             if st.status == Status::Stopped {
                 return Err(SupervisorError::Stopped);
             }
-            if st.children.iter().any(|c| c.name == spec.name) {
+            if st.children.named(&spec.name).is_some() {
                 return Err(SupervisorError::NameTaken(spec.name));
             }
             st.next_key += 1;
@@ -193,7 +193,7 @@ impl SupTask {
     fn start_child(&mut self, key: u64) {
         let (result, name, id, again) = {
             let mut st = self.shared.state.lock();
-            let Some(c) = st.children.iter_mut().find(|c| c.key == key) else {
+            let Some(c) = st.children.get_mut(key) else {
                 return;
             };
             if c.phase == Phase::Running {
@@ -247,10 +247,9 @@ impl SupTask {
         let then = {
             let mut st = self.shared.state.lock();
             let st = &mut *st;
-            let Some(i) = st.children.iter().position(|c| c.key == key) else {
+            let Some(c) = st.children.get_mut(key) else {
                 return ControlFlow::Continue(());
             };
-            let c = &mut st.children[i];
             if c.phase == Phase::Running && c.ops.id().is_some() {
                 // A stale report: the child was restarted since (by a group restart).
                 return ControlFlow::Continue(());
@@ -259,11 +258,16 @@ impl SupTask {
             if c.expect_exit || st.status == Status::Suspended {
                 Then::Nothing
             } else if shutting_down || st.status == Status::Stopped || !c.restart.applies(&reason) {
-                Then::Finalize(st.children.remove(i).ops)
+                match st.children.remove(key) {
+                    Some(c) => Then::Finalize(c.ops),
+                    None => Then::Nothing,
+                }
             } else if !st.record_restart() {
                 Then::GiveUp
             } else {
-                let c = &mut st.children[i];
+                let Some(c) = st.children.get_mut(key) else {
+                    return ControlFlow::Continue(());
+                };
                 let now = Instant::now();
                 if c.last_restart.is_some_and(|t| now.duration_since(t) > st.period) {
                     c.attempts = 0;
@@ -277,12 +281,12 @@ impl SupTask {
                 match st.strategy {
                     Strategy::OneForOne if delay.is_zero() => Then::StartNow,
                     Strategy::OneForOne => {
-                        st.children[i].phase = Phase::Waiting(Some(now + delay));
+                        c.phase = Phase::Waiting(Some(now + delay));
                         Then::Nothing
                     }
                     Strategy::OneForAll => Then::Group(st.children.iter().map(|c| c.key).collect(), delay),
                     Strategy::RestForOne => {
-                        Then::Group(st.children[i..].iter().map(|c| c.key).collect(), delay)
+                        Then::Group(st.children.starting_at(key).map(|c| c.key).collect(), delay)
                     }
                 }
             }
@@ -345,17 +349,24 @@ impl SupTask {
     async fn stop_children(&mut self, keys: Option<&[u64]>) {
         let order: Vec<u64> = {
             let st = self.shared.state.lock();
-            st.children
-                .iter()
-                .rev()
-                .filter(|c| keys.is_none_or(|k| k.contains(&c.key)))
-                .map(|c| c.key)
-                .collect()
+            match keys {
+                None => st.children.iter().rev().map(|c| c.key).collect(),
+                Some(keys) => {
+                    let mut keys: Vec<u64> = keys
+                        .iter()
+                        .copied()
+                        .filter(|k| st.children.get(*k).is_some())
+                        .collect();
+                    keys.sort_unstable_by(|a, b| b.cmp(a));
+                    keys.dedup();
+                    keys
+                }
+            }
         };
         for key in order {
             let timeout = {
                 let mut st = self.shared.state.lock();
-                let Some(c) = st.children.iter_mut().find(|c| c.key == key) else {
+                let Some(c) = st.children.get_mut(key) else {
                     continue;
                 };
                 if c.phase != Phase::Running {
@@ -368,7 +379,7 @@ impl SupTask {
             };
             self.wait_exit(key, timeout).await;
             let mut st = self.shared.state.lock();
-            if let Some(c) = st.children.iter_mut().find(|c| c.key == key) {
+            if let Some(c) = st.children.get_mut(key) {
                 c.expect_exit = false;
                 c.phase = Phase::Waiting(None);
             }
@@ -387,10 +398,7 @@ impl SupTask {
                         deadline = None;
                         let killed = {
                             let mut st = self.shared.state.lock();
-                            st.children
-                                .iter_mut()
-                                .find(|c| c.key == key)
-                                .is_some_and(|c| c.ops.kill())
+                            st.children.get_mut(key).is_some_and(|c| c.ops.kill())
                         };
                         if !killed {
                             return;
@@ -414,16 +422,14 @@ impl SupTask {
         let key = {
             let st = self.shared.state.lock();
             st.children
-                .iter()
-                .find(|c| c.name == name)
+                .named(name)
                 .map(|c| c.key)
                 .ok_or_else(|| SupervisorError::NoSuchChild(name.to_owned()))?
         };
         self.stop_children(Some(&[key])).await;
         let ops = {
             let mut st = self.shared.state.lock();
-            let i = st.children.iter().position(|c| c.key == key);
-            i.map(|i| st.children.remove(i).ops)
+            st.children.remove(key).map(|c| c.ops)
         };
         if let Some(mut ops) = ops {
             if let Some(done) = ops.finalize(&StopReason::Shutdown) {
@@ -437,7 +443,7 @@ impl SupTask {
     async fn finalize_all(&mut self, reason: &StopReason) {
         let children: Vec<ChildEntry> = {
             let mut st = self.shared.state.lock();
-            std::mem::take(&mut st.children)
+            st.children.take_all()
         };
         for mut c in children.into_iter().rev() {
             if let Some(done) = c.ops.finalize(reason) {
