@@ -56,13 +56,13 @@ use std::fmt;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{
-    Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId,
+    Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId,
     TraceState, Tracer,
 };
 use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
+use tracing::span::{Attributes, Id, Record};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::filter::{Filtered, Targets};
 use tracing_subscriber::layer::{Context, Layer};
@@ -139,6 +139,22 @@ where
         attrs.record(&mut fields);
         let exported = fields.start(&self.tracer);
         span.extensions_mut().insert(Exported(exported));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut panic = PanicField(None);
+        values.record(&mut panic);
+        let Some(message) = panic.0 else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        if let Some(Exported(exported)) = extensions.get_mut::<Exported<T::Span>>() {
+            exported.set_attribute(KeyValue::new("troupe.panic", message.clone()));
+            exported.set_status(Status::error(message));
+        }
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -237,6 +253,23 @@ impl HandleFields {
                 self.parent_span_id = SpanId::from_hex(&text).ok().filter(|s| *s != SpanId::INVALID);
             }
             _ => {}
+        }
+    }
+}
+
+/// The `panic` field, recorded on a `troupe::handle` span when its handler panicked.
+struct PanicField(Option<String>);
+
+impl Visit for PanicField {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "panic" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "panic" {
+            self.0 = Some(format!("{value:?}"));
         }
     }
 }

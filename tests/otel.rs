@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use opentelemetry::trace::{Span as _, SpanId, SpanKind, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{Span as _, SpanId, SpanKind, Status, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use tracing::span::{Attributes, Id};
 use tracing::subscriber::DefaultGuard;
@@ -27,6 +27,10 @@ impl Counter {
     #[handle]
     fn add(&mut self, n: u64) {
         self.count += n;
+    }
+    #[handle]
+    fn fail(&self) {
+        panic!("out of paper");
     }
 }
 
@@ -296,6 +300,27 @@ async fn a_message_with_no_caller_is_a_root_span() {
     assert_eq!(attribute(span, "troupe.id"), Some(counter.id().to_string()));
     assert_eq!(attribute(span, "troupe.caller_node"), None);
     assert_eq!(attribute(span, "troupe.caller_agent"), None);
+    assert_eq!(span.status, Status::Unset);
+    assert_eq!(attribute(span, "troupe.panic"), None);
+    system.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_handler_that_panics_is_exported_with_an_error_status() {
+    let _quiet = troupe::quiet_agent_panics();
+    let otel = Exporting::start();
+    let system = System::new();
+    let counter = system.spawn(Counter::default());
+    assert!(counter.fail().await.is_err());
+
+    let spans = otel.spans();
+    let failed = named(&spans, "Counter::fail");
+    assert_eq!(failed.len(), 1, "{spans:#?}");
+    assert_eq!(failed[0].status, Status::error("out of paper"));
+    assert_eq!(
+        attribute(failed[0], "troupe.panic").as_deref(),
+        Some("out of paper")
+    );
     system.shutdown().await;
 }
 

@@ -339,7 +339,8 @@ pub(crate) const HANDLE_TARGET: &str = "troupe::handle";
 /// method), `trace_id` and `span_id` (W3C, hex: see [`crate::trace`]), and, for a
 /// message from another node, `caller_node` and `caller_agent` (identifiers, as
 /// `troupe::secure::Identifier` prints them) and `parent_span_id` when it came in a
-/// trace. `Span::none()` unless a subscriber enables it.
+/// trace; `panic`, recorded when the handler panicked, holds the panic's message.
+/// `Span::none()` unless a subscriber enables it.
 fn handle_span<A: Agent>(id: ActorId, msg: &A::Msg, caller: Option<&Caller>, trace: &TraceContext) -> Span {
     tracing::debug_span!(
         target: HANDLE_TARGET,
@@ -352,6 +353,7 @@ fn handle_span<A: Agent>(id: ActorId, msg: &A::Msg, caller: Option<&Caller>, tra
         trace_id = %trace.trace_id_hex(),
         span_id = %trace.span_id_hex(),
         parent_span_id = caller.and_then(|c| c.trace()).map(|t| tracing::field::display(t.span_id_hex())),
+        panic = tracing::field::Empty,
     )
 }
 
@@ -400,14 +402,17 @@ fn traced<'a, A: Agent>(
         if span.is_none() {
             return Slow::Handled(CatchUnwind::new(pin!(agent.handle(msg, ctx))).await);
         }
+        let recorder = span.clone();
         let mut handling = pin!(agent.handle(msg, ctx).instrument(span));
-        Slow::Handled(
-            CatchUnwind::new(pin!(WithTrace {
-                fut: handling.as_mut(),
-                trace,
-            }))
-            .await,
-        )
+        let handled = CatchUnwind::new(pin!(WithTrace {
+            fut: handling.as_mut(),
+            trace,
+        }))
+        .await;
+        if let Err(panic) = &handled {
+            recorder.record("panic", tracing::field::display(panic_message(&**panic)));
+        }
+        Slow::Handled(handled)
     })
 }
 
