@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use troupe::prelude::*;
+use troupe::secure::{Node, TrustPolicy};
 use troupe::web::{EntryKind, LiveView, Snapshot, WebError};
 
 /// An agent that waits.
@@ -448,4 +449,85 @@ async fn types_and_agents_show_their_message_rate_and_mailboxes() {
     assert!(snap.rate.total.is_some_and(|t| t >= 2_000), "{:?}", snap.rate);
     view.stop().await;
     system.shutdown_timeout(Duration::from_millis(100)).await;
+}
+
+/// Answers with what it is sent, from another node.
+#[derive(Debug, Default)]
+pub struct Echo;
+
+#[agent(remote)]
+impl Echo {
+    #[handle]
+    fn echo(&self, n: u64) -> u64 {
+        n
+    }
+}
+
+/// The snapshot's row for the link from the served node to `peer`.
+async fn link_to(view: SocketAddr, peer: &str) -> Option<troupe::web::LinkRow> {
+    let (_, _, json) = get(view, "/api/snapshot", "").await;
+    let snap: Snapshot = serde_json::from_str(&json).expect("a snapshot");
+    snap.links.into_iter().find(|l| l.to == peer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_show_whether_they_are_up_and_their_traffic() {
+    let (system_a, system_b) = (System::new(), System::new());
+    let node_b = Node::builder()
+        .trust(TrustPolicy::any())
+        .start(&system_b)
+        .await
+        .expect("node b");
+    let echo = system_b.spawn(Echo);
+    node_b
+        .export("echo", &echo)
+        .expect("export")
+        .policy("true")
+        .expect("policy");
+    let node_a = Node::builder()
+        .trust(TrustPolicy::allow([node_b.identifier()]))
+        .start(&system_a)
+        .await
+        .expect("node a");
+    let view = LiveView::new(&system_a)
+        .node(&node_a)
+        .serve()
+        .await
+        .expect("serves");
+    let b = node_b.identifier().to_string();
+    // No link yet, and B is not a member of A's cluster: no row.
+    assert!(link_to(view.addr(), &b).await.is_none());
+    let remote = node_a
+        .lookup::<Echo>("echo", node_b.addr())
+        .await
+        .expect("lookup");
+    // Past the live view's snapshot cache (one snapshot at most every 0.9 s): the link
+    // is listed, and its rate counts from here.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let link = link_to(view.addr(), &b).await.expect("a row for the link to B");
+    assert!(link.connected, "{link:?}");
+    for n in 0..200 {
+        assert_eq!(remote.echo(n).await, Ok(n));
+    }
+    // The link is up, with traffic both ways and a rate since the snapshot before.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let link = link_to(view.addr(), &b).await.expect("a row for the link to B");
+    assert!(link.connected && !link.member, "{link:?}");
+    assert!(link.bytes_out > 200 * 8 && link.bytes_in > 200 * 8, "{link:?}");
+    assert!(link.messages_per_second > 50.0, "{link:?}");
+    // B goes away: the row stays, as a link that is down.
+    node_b.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let link = link_to(view.addr(), &b).await.expect("the row stays");
+        if !link.connected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the link still shows up: {link:?}");
+    }
+    view.stop().await;
+    node_a.shutdown().await;
+    system_a.shutdown().await;
+    system_b.shutdown().await;
 }

@@ -164,14 +164,30 @@ pub struct NodeRow {
     pub local: bool,
 }
 
-/// `from` sees `to` as a live member of its cluster.
+/// A node this view serves and a peer node: a member of its cluster, or a node it has
+/// had a secure link with, and the traffic of those links (from `Node::stats()`).
 #[non_exhaustive]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkRow {
     /// A node this live view serves.
     pub from: String,
-    /// A member it sees.
+    /// The peer node.
     pub to: String,
+    /// `from` sees `to` as a live member of its cluster.
+    #[serde(default)]
+    pub member: bool,
+    /// A secure link between them is up now.
+    #[serde(default)]
+    pub connected: bool,
+    /// Bytes `from` received from `to`, over every link they had.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Bytes `from` sent to `to`.
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Link messages both ways per second since the last snapshot.
+    #[serde(default)]
+    pub messages_per_second: f64,
 }
 
 /// The counter behind the chart, read once a second.
@@ -185,6 +201,8 @@ pub(crate) struct RateState {
     handled: HashMap<String, u64>,
     /// Messages handled by each listed agent at the last snapshot, for its rate.
     agent_handled: HashMap<u64, u64>,
+    /// Link messages (both ways) per (node, peer) at the last snapshot.
+    link_messages: HashMap<(String, String), u64>,
     handled_at: Option<Instant>,
     last: Option<(Instant, u64)>,
     value: f64,
@@ -212,6 +230,7 @@ impl RateState {
             counter,
             handled: HashMap::new(),
             agent_handled: HashMap::new(),
+            link_messages: HashMap::new(),
             handled_at: None,
             last: None,
             value: 0.0,
@@ -363,7 +382,8 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
     });
 
     let mut node_rows: Vec<NodeRow> = Vec::new();
-    let mut links = Vec::new();
+    let mut links: Vec<LinkRow> = Vec::new();
+    let mut link_messages = HashMap::new();
     for node in nodes {
         let me = node.identifier().to_string();
         upsert(&mut node_rows, me.clone(), node.addr().to_string(), true);
@@ -373,12 +393,26 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
                 continue;
             }
             upsert(&mut node_rows, id.clone(), member.addr.to_string(), false);
-            links.push(LinkRow {
-                from: me.clone(),
-                to: id,
-            });
+            link_row(&mut links, &me, &id).member = true;
+        }
+        for stats in node.stats().links {
+            let total = stats.messages_in.saturating_add(stats.messages_out);
+            let before = rate.link_messages.get(&(me.clone(), stats.peer.clone())).copied();
+            link_messages.insert((me.clone(), stats.peer.clone()), total);
+            if !node_rows.iter().any(|r| r.identifier == stats.peer) {
+                upsert(&mut node_rows, stats.peer.clone(), String::new(), false);
+            }
+            let row = link_row(&mut links, &me, &stats.peer);
+            row.connected = stats.connected;
+            row.bytes_in = stats.bytes_in;
+            row.bytes_out = stats.bytes_out;
+            row.messages_per_second = match (before, secs) {
+                (Some(before), Some(secs)) => total.saturating_sub(before) as f64 / secs,
+                _ => 0.0,
+            };
         }
     }
+    rate.link_messages = link_messages;
 
     rate.seq += 1;
     Snapshot {
@@ -398,6 +432,26 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
         nodes: node_rows,
         links,
     }
+}
+
+/// The row of the link from `from` to `to`, added if it is not there yet.
+fn link_row<'a>(links: &'a mut Vec<LinkRow>, from: &str, to: &str) -> &'a mut LinkRow {
+    let i = match links.iter().position(|l| l.from == from && l.to == to) {
+        Some(i) => i,
+        None => {
+            links.push(LinkRow {
+                from: from.to_owned(),
+                to: to.to_owned(),
+                member: false,
+                connected: false,
+                bytes_in: 0,
+                bytes_out: 0,
+                messages_per_second: 0.0,
+            });
+            links.len() - 1
+        }
+    };
+    &mut links[i]
 }
 
 fn upsert(rows: &mut Vec<NodeRow>, identifier: String, addr: String, local: bool) {

@@ -30,7 +30,7 @@ const profile = mkdtempSync(join(tmpdir(), "troupe-live-view-"));
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: "/usr/bin/chromium",
   headless: true,
-  viewport: { width: 1280, height: 860 },
+  viewport: { width: 1480, height: 860 },
   args: [
     "--no-sandbox",
     "--disable-gpu",
@@ -88,6 +88,7 @@ try {
   if (nodes < 2) fail(`${nodes} nodes listed, expected the example's 2`);
   const links = await page.textContent("#links");
   if (!links.includes("→")) fail(`no link listed: ${links}`);
+  if (!links.includes("linked")) fail(`no link shows as up, with its traffic: ${links}`);
   const types = await page.textContent("#types");
   if (!types.includes("Worker")) fail(`no Worker row in the types table: ${types}`);
   if (errors.length) fail(`the page threw: ${errors.join("; ")}`);
