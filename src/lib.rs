@@ -46,7 +46,7 @@
 //! `actor-secure` (identities and secure channels) and `actor-abac` (access control).
 //!
 //! Cargo features: `cli` (on by default: the `troupe` command for identities,
-//! credentials and policies), `mcp` (`troupe::mcp`: agents that call MCP servers'
+//! credentials, policies and inlets), `mcp` (`troupe::mcp`: agents that call MCP servers'
 //! tools, and handlers served as tools), `web` (`troupe::web`: a live view in a web
 //! browser), `otel` (`troupe::otel`: the handlers' spans exported to OpenTelemetry,
 //! one trace per request across nodes). Only `cli` is on by default.

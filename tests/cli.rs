@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use troupe::System;
+
 fn troupe(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_troupe"))
         .current_dir(dir)
@@ -165,4 +167,121 @@ fn policies_are_checked_with_the_decision_and_why() {
     let invalid = troupe(&dir, &["policy", "check", "(= subject.team"]);
     assert_eq!(invalid.status.code(), Some(2));
     assert_eq!(stdout(&invalid), "invalid policy at byte 0: `(` is never closed");
+}
+
+/// The first line `troupe inlet` prints: `inlet <addr> -> outlet <name> at <peer>`.
+async fn inlet_addr(child: &mut tokio::process::Child) -> std::net::SocketAddr {
+    use tokio::io::AsyncBufReadExt as _;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the inlet says where it listens within 30 s")
+        .expect("stdout")
+        .expect("a line");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("an address in `{line}`"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inlet_reaches_an_outlet_its_credential_opens_and_says_when_it_is_denied() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use troupe::secure::{Identifier, Node, TrustPolicy};
+    let dir = scratch("inlet");
+    let id = |o: Output| {
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let operator = id(troupe(&dir, &["identity", "create", "operator.key"]));
+    let stranger = id(troupe(&dir, &["identity", "create", "stranger.key"]));
+    let authority = id(troupe(&dir, &["authority", "create", "authority.key"]));
+    let issued = troupe(
+        &dir,
+        &[
+            "credential",
+            "issue",
+            "--authority",
+            "authority.key",
+            "--subject",
+            &operator,
+            "--attr",
+            "role=operator",
+            "--out",
+            "operator.cred",
+        ],
+    );
+    assert!(issued.status.success(), "{}", stderr(&issued));
+    assert!(!stranger.is_empty());
+
+    // A service on loopback (echo), behind an outlet that only operators may open.
+    let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service_addr = service.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = service.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let system = System::new();
+    let node = Node::builder()
+        .trust(TrustPolicy::any())
+        .trust_authority(authority.parse::<Identifier>().unwrap())
+        .start(&system)
+        .await
+        .unwrap();
+    node.outlet_with_policy("echo", service_addr.to_string(), r#"role = "operator""#)
+        .unwrap();
+    let (node_id, node_addr) = (node.identifier().to_string(), node.addr().to_string());
+    let inlet = |key: &str, credential: Option<&str>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_troupe"));
+        cmd.current_dir(&dir)
+            .args([
+                "inlet",
+                "--identity",
+                key,
+                "--peer-id",
+                &node_id,
+                "--peer",
+                &node_addr,
+            ])
+            .args(["--outlet", "echo"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(c) = credential {
+            cmd.args(["--credential", c]);
+        }
+        cmd.spawn().expect("run troupe inlet")
+    };
+
+    // The operator: bytes go through the portal and back.
+    let mut child = inlet("operator.key", Some("operator.cred"));
+    let addr = inlet_addr(&mut child).await;
+    for round in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let sent = format!("hello {round} through the portal");
+        conn.write_all(sent.as_bytes()).await.unwrap();
+        let mut back = vec![0; sent.len()];
+        tokio::time::timeout(std::time::Duration::from_secs(20), conn.read_exact(&mut back))
+            .await
+            .expect("an echo within 20 s")
+            .unwrap();
+        assert_eq!(back, sent.as_bytes());
+    }
+    child.kill().await.unwrap();
+
+    // A node without the credential is told at once, and the command fails.
+    let child = inlet("stranger.key", None);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the refused inlet ends within 30 s")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("denied"), "{}", stderr(&out));
+    node.shutdown().await;
+    system.shutdown().await;
 }

@@ -7,6 +7,7 @@
 //! troupe credential issue --authority authority.key --subject I... --attr team=research --ttl 1h --out node.cred
 //! troupe credential show node.cred [--trust I...]
 //! troupe policy check '(= subject.team "research")' --attr subject.team=research
+//! troupe inlet --identity op.key --credential op.cred --peer-id I... --peer host:7000 --outlet live-view --bind 127.0.0.1:8080
 //! ```
 
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use troupe::abac::{Environment, Policy};
-use troupe::secure::{Attributes, Authority, Credential, Identifier, Identity};
+use troupe::secure::{Attributes, Authority, Credential, Identifier, Identity, Node, NodeError, TrustPolicy};
+use troupe::System;
 
 /// Identities, authorities, credentials and access policies for troupe nodes.
 #[derive(Debug, Parser)]
@@ -39,6 +41,31 @@ enum Command {
     /// Access policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Opens a local TCP port whose connections reach an outlet on another node through
+    /// a portal (e.g. a live view served behind that node): runs until stopped (Ctrl-C).
+    Inlet(InletArgs),
+}
+
+#[derive(Debug, Args)]
+struct InletArgs {
+    /// This node's key file: the identity the other node's policy decides on.
+    #[arg(long, value_name = "FILE")]
+    identity: PathBuf,
+    /// A credential file for this node, presented to the other node (repeatable).
+    #[arg(long = "credential", value_name = "FILE")]
+    credentials: Vec<PathBuf>,
+    /// The identifier of the node to reach: the only node this one trusts.
+    #[arg(long = "peer-id", value_name = "IDENTIFIER")]
+    peer_id: Identifier,
+    /// Its address.
+    #[arg(long, value_name = "HOST:PORT")]
+    peer: String,
+    /// The outlet's name on that node.
+    #[arg(long, value_name = "NAME")]
+    outlet: String,
+    /// Where to listen for local connections.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
+    bind: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,8 +222,70 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 return Ok(ExitCode::from(1));
             }
         }
+        Command::Inlet(args) => return inlet(args),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `troupe inlet`: a node of its own (the given identity and credentials, trusting only
+/// the peer), one probe connection so that a refusal is reported at once (exit 1), then
+/// the inlet until the process is stopped.
+fn inlet(args: InletArgs) -> Result<ExitCode, String> {
+    let identity = Identity::load(&args.identity).map_err(|e| format!("{}: {e}", args.identity.display()))?;
+    let mut credentials = Vec::new();
+    for file in &args.credentials {
+        credentials.push(Credential::load(file).map_err(|e| format!("{}: {e}", file.display()))?);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime.block_on(async move {
+        let system = System::new();
+        let mut builder = Node::builder()
+            .identity(identity)
+            .trust(TrustPolicy::allow([args.peer_id]))
+            .listen("127.0.0.1:0");
+        for credential in credentials {
+            builder = builder.credential(credential);
+        }
+        let node = builder
+            .start(&system)
+            .await
+            .map_err(|e| format!("cannot start a node: {e}"))?;
+        // One connection first: a denial or a missing outlet is said here, not left to
+        // each client connection (which an inlet can only close).
+        match node.connect_outlet(args.peer.as_str(), &args.outlet).await {
+            Ok(probe) => drop(probe),
+            Err(e) => {
+                let why = match &e {
+                    NodeError::Denied => format!(
+                        "the node at {} denied this identity the outlet `{}`",
+                        args.peer, args.outlet
+                    ),
+                    _ => format!("cannot reach the outlet `{}` at {}: {e}", args.outlet, args.peer),
+                };
+                eprintln!("troupe: {why}");
+                node.shutdown().await;
+                return Ok(ExitCode::from(1));
+            }
+        }
+        let inlet = node
+            .inlet(args.bind.as_str(), args.peer.as_str(), &args.outlet)
+            .await
+            .map_err(|e| format!("cannot open the inlet on {}: {e}", args.bind))?;
+        println!(
+            "inlet {} -> outlet {} at {}",
+            inlet.addr(),
+            args.outlet,
+            args.peer
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        // Until the process is stopped; the inlet closes with it.
+        std::future::pending::<()>().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn main() -> ExitCode {
