@@ -316,8 +316,13 @@ pub(crate) fn snapshot(system: &System, nodes: &[Node], limit: usize, rate: &mut
     for entry in &mut parsed {
         fill_agents(entry, &per_agent, &rate.agent_handled, secs);
     }
-    // Only the agents listed now are remembered: the map stays as small as the tree.
-    rate.agent_handled = per_agent.iter().map(|(id, n)| (*id, n.messages)).collect();
+    // Only while agents are listed one by one (beyond the limit the tree counts them per
+    // type and shows no agent's rate): the map stays as small as the page's tree.
+    rate.agent_handled = if aggregated {
+        HashMap::new()
+    } else {
+        per_agent.iter().map(|(id, n)| (*id, n.messages)).collect()
+    };
     let mut types: BTreeMap<String, TypeRow> = BTreeMap::new();
     let mut restarts = 0;
     let mut listed_unsupervised = 0;
