@@ -90,7 +90,7 @@ fn chromium_shows_the_tree_and_live_numbers_of_the_observe_example() {
             )
         })
         .to_owned();
-    let scraped = scrape(&metrics);
+    let scraped = scrape(&metrics, "troupe_messages_handled_total");
     assert!(
         scraped.contains("troupe_messages_handled_total"),
         "the metrics endpoint serves troupe's counters; it said:\n{scraped}"
@@ -176,20 +176,21 @@ fn chromium_shows_the_tree_and_live_numbers_of_the_observe_example() {
     );
 }
 
-/// `GET` of an `http://host:port/path` URL over a plain socket, retried for up to 5 s
-/// (the exporter publishes within a second); the response, head and body.
-fn scrape(url: &str) -> String {
+/// `GET` of an `http://host:port/path` URL over a plain socket; the response, head and
+/// body, once it holds `wanted` (the example publishes every second, and its first
+/// publication may come before any message was handled), or after 15 s.
+fn scrape(url: &str, wanted: &str) -> String {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let mut body = String::new();
         if let Ok(mut tcp) = std::net::TcpStream::connect(host) {
             let _ = write!(tcp, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
             let _ = tcp.read_to_string(&mut body);
         }
-        if body.contains("troupe_") || Instant::now() > deadline {
+        if body.contains(wanted) || Instant::now() > deadline {
             return body;
         }
         std::thread::sleep(Duration::from_millis(200));
