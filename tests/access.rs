@@ -2,12 +2,15 @@
 //! exports and handlers, denials that reach the caller and the audit log.
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)] // test fixtures, not API
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use troupe::abac::Policy;
 use troupe::prelude::*;
 use troupe::secure::{attrs, Authority, Credential, Node, TrustPolicy};
+
+#[path = "support/captured_log.rs"]
+mod captured_log;
+use captured_log::CapturedLog;
 
 #[derive(Default)]
 pub struct Counter {
@@ -30,30 +33,6 @@ impl Counter {
     }
 }
 
-/// Collects `troupe::audit` events as text.
-#[derive(Clone, Default)]
-struct Audit(Arc<Mutex<Vec<String>>>);
-
-impl std::io::Write for Audit {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(buf).into_owned());
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Audit {
-    type Writer = Audit;
-    fn make_writer(&'a self) -> Audit {
-        self.clone()
-    }
-}
-
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -70,7 +49,7 @@ async fn caller(system: &System, identity: Identity, credential: Option<Credenti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_policies_decide_every_remote_call() {
-    let audit = Audit::default();
+    let audit = CapturedLog::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(audit.clone())
         .with_ansi(false)
@@ -156,7 +135,7 @@ async fn credentials_and_policies_decide_every_remote_call() {
     assert_eq!(remote.reset().await, Ok(()));
 
     // Every denial is in the audit log, with who, what and which policy.
-    let log = audit.0.lock().unwrap().join("");
+    let log = audit.text();
     let denials: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("remote message denied") && ours.iter().any(|id| l.contains(id.as_str())))

@@ -6,7 +6,7 @@
 #![allow(missing_docs, missing_debug_implementations, unreachable_pub)] // test fixtures, not API
 
 use std::error::Error;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,6 +14,10 @@ use tokio::net::TcpStream;
 use troupe::prelude::*;
 use troupe::secure::{attrs, Authority, Credential, Node, NodeError, TrustPolicy};
 use troupe::web::{LiveView, Snapshot, WebError};
+
+#[path = "support/captured_log.rs"]
+mod captured_log;
+use captured_log::CapturedLog;
 
 /// An agent that waits.
 #[derive(Debug, Default)]
@@ -30,33 +34,10 @@ impl Idle {
 /// `troupe::audit` events (and the rest of the log) as text, for every test here: the
 /// nodes log from the runtime's worker threads, so the subscriber is global; lines are
 /// told apart by node identifier.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<String>>>);
-
-impl std::io::Write for Log {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(buf).into_owned());
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Log {
-    type Writer = Log;
-    fn make_writer(&'a self) -> Log {
-        self.clone()
-    }
-}
-
-fn log() -> &'static Log {
-    static LOG: OnceLock<Log> = OnceLock::new();
+fn log() -> &'static CapturedLog {
+    static LOG: OnceLock<CapturedLog> = OnceLock::new();
     LOG.get_or_init(|| {
-        let log = Log::default();
+        let log = CapturedLog::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(log.clone())
             .with_ansi(false)
@@ -186,7 +167,7 @@ async fn only_nodes_the_policy_allows_reach_the_view_through_the_portal() -> Res
             .await
             .expect_err("denied");
         assert!(matches!(e, NodeError::Denied), "{e}");
-        let text = log.0.lock().unwrap().join("");
+        let text = log.text();
         let denial = text
             .lines()
             .find(|l| l.contains("portal connection denied") && l.contains(&id.to_string()))
